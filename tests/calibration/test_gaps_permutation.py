@@ -1,0 +1,199 @@
+"""Matched-confidence gaps and the within-bin permutation test."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from arcal.calibration import (
+    benjamini_hochberg,
+    bin_index,
+    matched_gaps,
+    permutation_test,
+    planted_correctness,
+)
+
+
+def _brute_gaps(c, z, r, n_bins, min_bin):
+    """Direct transcription of DESIGN's definition for a feature without ties."""
+    idx = bin_index(c, n_bins)
+    gaps, sizes = [], []
+    for k in range(n_bins):
+        members = np.flatnonzero(idx == k)
+        if members.size < min_bin:
+            continue
+        m = members.size // 3
+        order = members[np.argsort(r[members])]
+        bottom, top = order[:m], order[-m:]
+        gaps.append(abs((z[top].mean() - c[top].mean()) - (z[bottom].mean() - c[bottom].mean())))
+        sizes.append(members.size)
+    sizes = np.array(sizes)
+    return max(gaps), float(np.dot(gaps, sizes / sizes.sum())), len(gaps)
+
+
+def test_matched_gaps_match_the_definition(main_set):
+    c, z, r = main_set.conf, main_set.correct, main_set.route
+    res = matched_gaps(c, z, r)
+    max_gap, weighted, used = _brute_gaps(c, z, r, 15, 30)
+    assert res.max_gap == pytest.approx(max_gap, abs=1e-12)
+    assert res.weighted_gap == pytest.approx(weighted, abs=1e-12)
+    assert res.n_bins_used == used
+    counts = np.bincount(bin_index(c, 15), minlength=15)
+    assert 0 < used < np.sum(counts > 0)  # some non-empty bins are under min_bin
+    assert res.n_used == counts[counts >= 30].sum()
+    assert np.all(res.table["n"] >= 30) and res.table["weight"].sum() == pytest.approx(1.0)
+    gap_from_table = np.abs((res.table["acc_top"] - res.table["conf_top"])
+                            - (res.table["acc_bottom"] - res.table["conf_bottom"]))
+    np.testing.assert_allclose(gap_from_table, res.table["gap"], atol=1e-15)
+
+
+def test_matched_gaps_invariant_to_example_order_and_monotone_feature_maps(main_set):
+    c, z, r = main_set.conf, main_set.correct, main_set.route
+    perm = np.random.default_rng(3).permutation(c.shape[0])
+    a = matched_gaps(c, z, r)
+    b = matched_gaps(c[perm], z[perm], np.exp(3 * r[perm]))
+    assert a.weighted_gap == pytest.approx(b.weighted_gap, abs=1e-14)
+
+
+def test_ties_average_over_tie_breaks():
+    # one bin of 6: feature [0, 1, 1, 1, 1, 2] -> m = 2; bottom = {0} + half of the tie group
+    c = np.full(6, 0.5)
+    z = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    r = np.array([0.0, 1.0, 1.0, 1.0, 1.0, 2.0])
+    res = matched_gaps(c, z, r, n_bins=1, min_bin=3)
+    # average over the tie breaks: bottom = example 0 + one of the 4 tied, top = example 5 + one
+    tied_mean = z[1:5].mean()
+    expected = abs(((z[5] + tied_mean) / 2) - ((z[0] + tied_mean) / 2))
+    assert res.weighted_gap == pytest.approx(expected)
+    const = matched_gaps(c, z, np.ones(6), n_bins=1, min_bin=3)
+    assert const.weighted_gap == 0.0
+    pt = permutation_test(c, z, np.ones(6), n_bins=1, min_bin=3, n_perm=99)
+    assert pt.pvalue == 1.0 and np.all(pt.null == 0.0)
+
+
+def test_all_correct_and_saturated_confidences():
+    """All examples correct, a third of them at exactly c = 1.0 (float32 softmax saturation):
+    the 1.0 values join the last bin, and the gap is the confidence difference of the thirds."""
+    rng = np.random.default_rng(0)
+    c = np.concatenate([rng.uniform(14 / 15, 1.0, 60), np.ones(30)])
+    r = rng.normal(size=90)
+    res = matched_gaps(c, np.ones(90), r)
+    assert res.n_bins_used == 1 and res.table["bin"][0] == 14 and res.table["n"][0] == 90
+    order = np.argsort(r)
+    expected = abs(c[order[:30]].mean() - c[order[-30:]].mean())
+    assert res.max_gap == pytest.approx(expected, abs=1e-14)
+    pt = permutation_test(c, np.ones(90), r, n_perm=999, seed=0)
+    assert 0 < pt.pvalue <= 1 and pt.null.shape == (999,)
+
+
+def test_no_bin_reaches_min_bin():
+    c = np.linspace(0.01, 0.99, 20)
+    res = permutation_test(c, np.ones(20), np.arange(20.0), min_bin=30, n_perm=50)
+    assert res.n_bins_used == 0 and np.isnan(res.pvalue) and np.isnan(res.max_gap)
+    assert res.null.shape == (0,)
+
+
+def test_scipy_permutation_test_semantics_on_one_bin(main_set):
+    """n_bins = 1 is an unstratified test: compare with scipy.stats.permutation_test."""
+    n = 600
+    c, z = main_set.conf[:n], main_set.correct[:n]
+    r = main_set.route[:n] + 0.8 * main_set.correct[:n] * main_set.route[n:2 * n]
+    e, m = z - c, n // 3
+
+    def stat(x, axis=-1):
+        order = np.argsort(x, axis=axis)
+        ee = e[order]
+        return np.abs(ee[..., -m:].mean(axis=-1) - ee[..., :m].mean(axis=-1))
+
+    ours = permutation_test(c, z, r, n_bins=1, min_bin=3, n_perm=4000, seed=1)
+    ref = stats.permutation_test((r,), stat, permutation_type="pairings", vectorized=True,
+                                 n_resamples=4000, alternative="greater",
+                                 rng=np.random.default_rng(1))
+    assert ours.statistic == pytest.approx(ref.statistic, abs=1e-14)
+    # same p-value convention: (1 + #{null >= observed}) / (B + 1), never 0
+    gamma = 100 * np.finfo(float).eps * ref.statistic
+    n_ge = np.sum(ref.null_distribution >= ref.statistic - gamma)
+    assert ref.pvalue == pytest.approx((1 + n_ge) / 4001)
+    assert ours.pvalue == pytest.approx((1 + np.sum(ours.null >= ours.statistic - gamma)) / 4001)
+    # same null distribution (two independent Monte Carlo samples of it)
+    assert stats.ks_2samp(ours.null, ref.null_distribution).pvalue > 0.001
+    se = np.sqrt(ref.pvalue * (1 - ref.pvalue) / 4000) * np.sqrt(2) + 1e-3
+    assert abs(ours.pvalue - ref.pvalue) < 4 * se
+
+
+def test_null_draws_are_uniform_over_slot_assignments():
+    """Two tiny bins (sizes 3 and 4): every assignment of members to third-slots is equally
+    likely and the bins are permuted independently."""
+    c = np.array([0.1, 0.12, 0.14, 0.9, 0.91, 0.92, 0.93])
+    z = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    e = z - c
+    r = np.array([3.0, 1.0, 2.0, 4.0, 1.0, 3.0, 2.0])
+    res = permutation_test(c, z, r, n_bins=2, min_bin=3, n_perm=60000, seed=5)
+    w1, w2 = 3 / 7, 4 / 7
+    expected = {}
+    for p1 in itertools.permutations(range(3)):
+        for p2 in itertools.permutations(range(4)):
+            g1 = abs(e[p1[2]] - e[p1[0]])
+            g2 = abs(e[3 + p2[3]] - e[3 + p2[0]])
+            key = round(w1 * g1 + w2 * g2, 9)
+            expected[key] = expected.get(key, 0) + 1 / (6 * 24)
+    keys = np.array(sorted(expected))
+    observed = np.round(res.null, 9)
+    assert set(np.unique(observed)) <= set(keys)
+    counts = np.array([np.sum(observed == k) for k in keys])
+    chi = stats.chisquare(counts, [expected[k] * res.n_perm for k in keys])
+    assert chi.pvalue > 1e-3
+
+
+def test_deterministic_for_a_seed(main_set):
+    c, z, r = main_set.conf, main_set.correct, main_set.route
+    a = permutation_test(c, z, r, n_perm=300, seed=7)
+    b = permutation_test(c, z, r, n_perm=300, seed=7)
+    d = permutation_test(c, z, r, n_perm=300, seed=8)
+    np.testing.assert_array_equal(a.null, b.null)
+    assert a.pvalue == b.pvalue and not np.array_equal(a.null, d.null)
+    assert a.statistic == matched_gaps(c, z, r).weighted_gap
+
+
+def test_size_under_the_null():
+    """1000 calibrated datasets with an uninformative feature: rejection rate 0.05 +- 0.02."""
+    rng = np.random.default_rng(123)
+    pvals = []
+    for i in range(1000):
+        c = rng.uniform(0.4, 1.0, 300)
+        z = (rng.random(300) < c).astype(float)
+        r = rng.normal(size=300)
+        pvals.append(permutation_test(c, z, r, n_bins=5, min_bin=30, n_perm=199, seed=i).pvalue)
+    pvals = np.array(pvals)
+    assert abs(np.mean(pvals <= 0.05) - 0.05) <= 0.02
+    assert pvals.min() >= 1 / 200
+
+
+def test_power_against_a_planted_effect():
+    """Planted delta = 0.1 (P(z) shifted by up to +-0.1 along the feature's rank), N = 1000:
+    rejects in at least 80% of 100 datasets; p is never 0."""
+    rng = np.random.default_rng(321)
+    pvals = []
+    for i in range(100):
+        c = rng.uniform(0.4, 0.9, 1000)
+        r = rng.normal(size=1000)
+        z = planted_correctness(c, r, 0.1, rng)
+        pvals.append(permutation_test(c, z, r, n_bins=5, min_bin=30, n_perm=199, seed=i).pvalue)
+    pvals = np.array(pvals)
+    assert np.mean(pvals <= 0.05) >= 0.8
+    assert pvals.min() == pytest.approx(1 / 200)
+
+
+def test_benjamini_hochberg_matches_statsmodels():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    rng = np.random.default_rng(0)
+    p = np.concatenate([rng.uniform(0, 0.01, 5), rng.uniform(0, 1, 25)])
+    ours = benjamini_hochberg(p, 0.05)
+    ref = multitest.multipletests(p, alpha=0.05, method="fdr_bh")[0]
+    np.testing.assert_array_equal(ours, ref)
+    with_nan = benjamini_hochberg(np.concatenate([p, [np.nan]]), 0.05)
+    np.testing.assert_array_equal(with_nan[:-1], ref)
+    assert not with_nan[-1]

@@ -1,0 +1,171 @@
+"""Training: config validation, resume, determinism, checkpoints, non-finite loss (arcal.train)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import arcal.train as train_mod
+from arcal.train import (
+    HISTORY_COLUMNS,
+    CheckpointError,
+    NonFiniteLossError,
+    TrainConfig,
+    lr_at,
+    main,
+    param_groups,
+    train,
+)
+
+from pipeline_fixtures import tiny_config
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_config_rejects_unknown_fields_and_bad_values() -> None:
+    with pytest.raises(ValueError, match="unknown TrainConfig field.*'epoch'"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="variant='fuzzy'"):
+        TrainConfig.from_dict({"variant": "fuzzy"})
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainConfig.from_dict({"lr": 1e-3, "min_lr": 1e-2})
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        TrainConfig.from_dict({"epochs": 2, "warmup_epochs": 5})
+    assert TrainConfig.from_dict({"epochs": 4}).label_smoothing == 0.0
+
+
+def test_lr_schedule_warms_up_linearly_then_decays_to_min_lr() -> None:
+    lrs = [lr_at(s, total=100, warmup=10, lr=1.0, min_lr=0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(0.55)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] > 0.1
+
+
+def test_no_weight_decay_on_one_dimensional_parameters() -> None:
+    from arcal.models import create_model
+
+    model = create_model("vit_demo", "full", num_classes=4, img_size=16, in_chans=1)
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.ndim >= 2 for p in decay["params"]) and no_decay["weight_decay"] == 0.0
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert any("query" in n for n in skipped) and "pos_embed" in skipped and "cls_token" in skipped
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(
+    tiny_data, tmp_path, monkeypatch
+) -> None:
+    cfg = tiny_config(tiny_data, epochs=3, crop_padding=2, flip=True, drop_path=0.1)
+    train(cfg, tmp_path / "straight")
+
+    real_save = train_mod.atomic_torch_save
+
+    def save_then_die(path, obj):  # killed right after the checkpoint of epoch 2
+        real_save(path, obj)
+        if Path(path).name == "checkpoint.pt" and obj["epoch"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(train_mod, "atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    monkeypatch.setattr(train_mod, "atomic_torch_save", real_save)
+    train(cfg, tmp_path / "resumed")
+
+    _assert_same_weights(tmp_path / "straight" / "model.pt", tmp_path / "resumed" / "model.pt")
+    a, b = (pd.read_csv(tmp_path / r / "history.csv") for r in ("straight", "resumed"))
+    assert list(a.columns) == HISTORY_COLUMNS and len(a) == 3
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tiny_data, tmp_path) -> None:
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        train(
+            tiny_config(tiny_data, epochs=1, seed=seed, variant="block", block_size=2),
+            tmp_path / name,
+        )
+    _assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
+    with pytest.raises(AssertionError):
+        _assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "c" / "model.pt")
+
+
+def test_truncated_checkpoint_is_an_error_not_a_silent_restart(tiny_data, tmp_path) -> None:
+    cfg = tiny_config(tiny_data, epochs=1)
+    train(cfg, tmp_path)
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated.*delete it"):
+        train(cfg, tmp_path)
+
+
+def test_checkpoint_of_another_config_is_refused(tiny_data, tmp_path) -> None:
+    train(tiny_config(tiny_data, epochs=1), tmp_path)
+    with pytest.raises(CheckpointError, match=r"lr: 0\.003 -> 0\.001.*delete it"):
+        train(tiny_config(tiny_data, epochs=1, lr=1e-3), tmp_path)
+    train(
+        tiny_config(tiny_data, epochs=1, eval_batch_size=16), tmp_path
+    )  # harmless change: resumes
+
+
+def test_non_finite_loss_names_epoch_and_step(tiny_data, tmp_path, monkeypatch) -> None:
+    real_ce, calls = train_mod.F.cross_entropy, []
+
+    def ce(*args, **kwargs):
+        calls.append(1)
+        loss = real_ce(*args, **kwargs)
+        return (
+            loss * float("nan") if len(calls) == 8 + 3 else loss
+        )  # epoch 2 (8 steps each), step 3
+
+    monkeypatch.setattr(train_mod.F, "cross_entropy", ce)
+    with pytest.raises(NonFiniteLossError, match="epoch 2, step 3 of 8"):
+        train(tiny_config(tiny_data, epochs=2), tmp_path)
+
+
+def test_huge_learning_rate_stops_with_non_finite_loss(tiny_data, tmp_path) -> None:
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step"):
+        train(tiny_config(tiny_data, epochs=1, lr=1e30, warmup_epochs=0), tmp_path)
+
+
+def test_snapshots_and_outputs(trained) -> None:
+    run = trained["full"]
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [
+        "epoch1.pt",
+        "epoch2.pt",
+        "epoch3.pt",
+    ]
+    record = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    assert record["epoch"] == 3 and record["arcal_config"]["variant"] == "full"
+    assert record["train_config"]["label_smoothing"] == 0.0 and len(record["classes"]) == 4
+    history = pd.read_csv(run / "history.csv")
+    assert (
+        history["epoch"].tolist() == [1, 2, 3]
+        and history["test_acc"].iloc[-1] == record["test_acc"]
+    )
+    assert history["test_acc"].iloc[-1] > 0.5  # 4 classes: chance is 0.25
+
+
+def test_cli_reads_yaml_and_overrides(tiny_data, tmp_path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"dataset: tiny\nkind: npz\ndata_root: {tiny_data['root']}\nsplits: {tiny_data['splits']}\n"
+        "substrate: vit_demo\nvariant: baseline\nepochs: 3\nbatch_size: 64\ndevice: cpu\nthreads: "
+        "1\n"
+    )
+    main(["--config", str(cfg), "--out", str(tmp_path / "run"), "--set", "epochs=1", "lr=0.004"])
+    record = torch.load(tmp_path / "run" / "model.pt", map_location="cpu", weights_only=False)
+    assert record["train_config"]["epochs"] == 1 and record["train_config"]["lr"] == 0.004
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        main(["--config", str(cfg), "--out", str(tmp_path / "x"), "--set", "learning_rate=1"])

@@ -1,0 +1,132 @@
+"""The planted control: would the diagnostic suite detect a routing-conditional calibration
+signal if there were one? (DESIGN section 2, "Planted control"; ours, beyond the paper.)
+
+From a cell's real dumps, keep each example's confidence c and routing feature r, and replace
+its correctness by z' ~ Bernoulli(clip(c + delta * s(r), 0, 1)), s the centred rank of r
+(`arcal.calibration.planted_correctness`). At delta = 0 the model is calibrated given c and r
+says nothing; for delta > 0 examples with high r are more often right than their confidence
+says. For each delta and repetition we run what the study runs on real data:
+
+* the within-bin permutation test of r on the test split (rejection at alpha), and
+* the matched probes nw-conf (c) and ar-condcal (c, depth_var), fitted on the planted
+  calibration split and scored on the planted test split by worst-tertile ECE over tertiles of
+  r; `ece_gain` = nw-conf's worst-tertile ECE minus ar-condcal's (positive: routing helps).
+
+Planted correctness enters the probes through relabelled inputs: an example keeps its logits and
+gets its predicted class as label where z' = 1 and another class where z' = 0, so every probe
+sees confidence c and correctness z'. NW probes use Scott's rule x `multiplier` (one fit per
+repetition; a CV search per repetition would cost 65 fits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.stats import binomtest
+from tqdm import tqdm
+
+from arcal import calibration as cal
+from arcal.io import atomic_write_csv, load_dump
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["feature", "delta", "rep", "p_value", "reject", "tertile_ece_nw_conf",
+           "tertile_ece_ar_condcal", "ece_gain"]
+SUMMARY_COLUMNS = ["cell", "dataset", "substrate", "variant", "seed", "feature", "delta", "n_rep",
+                   "reject_rate", "reject_lo", "reject_hi", "ece_gain_mean", "ece_gain_std"]
+
+
+def with_correctness(inputs: cal.ProbeInputs, correct: np.ndarray) -> cal.ProbeInputs:
+    """The same logits and routing features with labels rewritten so that correctness = `correct`."""
+    pred = inputs.pred
+    k = inputs.logits.shape[1]
+    labels = np.where(correct > 0.5, pred, (pred + 1) % k)
+    return cal.ProbeInputs(inputs.logits, labels, inputs.H, inputs.r_agg, inputs.depth_var)
+
+
+def planted_rows(
+    calib: cal.ProbeInputs,
+    test: cal.ProbeInputs,
+    planted: dict[str, Any],
+    calibration: dict[str, Any],
+    seed: int = 0,
+    multiplier: float = 1.0,
+) -> pd.DataFrame:
+    """One row per (delta, repetition): the permutation test's p-value and decision and the
+    worst-tertile ECE of nw-conf and ar-condcal on planted correctness."""
+    feature = planted["feature"]
+    r_calib, r_test = calib.feature(feature), test.feature(feature)
+    n_bins, min_bin = calibration["n_bins"], calibration["min_bin"]
+    rows = []
+    jobs = [(i, d, rep) for i, d in enumerate(planted["deltas"]) for rep in range(planted["repetitions"])]
+    for i, delta, rep in tqdm(jobs, desc="planted", mininterval=5):
+        rng = np.random.default_rng([seed, i, rep])
+        z_calib = cal.planted_correctness(calib.conf, r_calib, delta, rng)
+        z_test = cal.planted_correctness(test.conf, r_test, delta, rng)
+        test_z = with_correctness(test, z_test)
+        calib_z = with_correctness(calib, z_calib)
+        res = cal.permutation_test(test.conf, z_test, r_test, n_bins, min_bin, planted["n_perm"],
+                                   seed=int(rng.integers(2**31)))
+        worst = {}
+        for probe in ("nw-conf", "ar-condcal"):
+            nw = cal.make_probe(probe, rule="scott", multiplier=multiplier).fit(calib_z)
+            worst[probe] = cal.tertile_ece(nw.predict(test_z), z_test, r_test, n_bins).worst
+        rows.append((feature, float(delta), rep, res.pvalue,
+                     bool(np.isfinite(res.pvalue) and res.pvalue <= calibration["alpha"]),
+                     worst["nw-conf"], worst["ar-condcal"], worst["nw-conf"] - worst["ar-condcal"]))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def summarise(frames: dict[str, pd.DataFrame], confidence: float = 0.95) -> pd.DataFrame:
+    """Per (cell, feature, delta): rejection rate with a Clopper-Pearson interval, and the mean
+    and std of the ECE gain. `frames` maps cell ids to `planted_rows` tables."""
+    out = []
+    for cell, df in frames.items():
+        dataset, substrate, variant, seed = cell.split("/")
+        for (feature, delta), g in df.groupby(["feature", "delta"], sort=True):
+            k, n = int(g["reject"].sum()), len(g)
+            ci = binomtest(k, n).proportion_ci(confidence, method="exact")
+            out.append((cell, dataset, substrate, variant, int(seed.removeprefix("seed")), feature,
+                        delta, n, k / n, ci.low, ci.high, g["ece_gain"].mean(),
+                        g["ece_gain"].std(ddof=1) if n > 1 else float("nan")))
+    return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+
+def smallest_detected(summary: pd.DataFrame, power: float = 0.8) -> pd.DataFrame:
+    """Per (dataset, substrate, variant, feature): the smallest delta > 0 whose rejection rate,
+    pooled over seeds, is at least `power` (NaN where none is)."""
+    pooled = (
+        summary.assign(k=summary["reject_rate"] * summary["n_rep"])
+        .groupby(["dataset", "substrate", "variant", "feature", "delta"], as_index=False)[["k", "n_rep"]]
+        .sum()
+    )
+    pooled["rate"] = pooled["k"] / pooled["n_rep"]
+    hits = pooled[(pooled["delta"] > 0) & (pooled["rate"] >= power)]
+    first = hits.groupby(["dataset", "substrate", "variant", "feature"])["delta"].min()
+    keys = pooled[["dataset", "substrate", "variant", "feature"]].drop_duplicates()
+    return keys.merge(first.rename("min_delta").reset_index(), how="left")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m arcal.analysis.planted", description=__doc__)
+    ap.add_argument("calib", help="calib.npz of a cell")
+    ap.add_argument("test", help="test.npz of the same cell")
+    ap.add_argument("--config", required=True, help="YAML with the config's planted and calibration blocks")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    with open(args.config) as f:
+        config = yaml.safe_load(f)
+    calib = cal.ProbeInputs.from_dump(load_dump(args.calib))
+    test = cal.ProbeInputs.from_dump(load_dump(args.test))
+    table = planted_rows(calib, test, config["planted"], config["calibration"], args.seed)
+    atomic_write_csv(args.out, table)
+
+
+if __name__ == "__main__":
+    main()

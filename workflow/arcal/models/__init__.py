@@ -1,0 +1,30 @@
+"""AttnRes vision backbones (timm ViT and Swin) with baseline, Full and Block residuals.
+
+Public API::
+
+    model = create_model("deit_s", "block", num_classes=10, img_size=32, in_chans=3)
+    with routing_capture(model) as trace:
+        logits = model(x)
+    batch = trace.result()          # arcal.routing.RoutingBatch
+"""
+
+from arcal.models.attnres import DepthMixer, RoutingTrace, routing_capture
+from arcal.models.registry import SUBSTRATES, LoadReport, Substrate, create_model, load_backbone_checkpoint
+from arcal.models.swin import AttnResSwinTransformer
+from arcal.models.vit import RESIDUALS, AttnResVisionTransformer
+
+VARIANTS = RESIDUALS
+
+__all__ = [
+    "SUBSTRATES",
+    "VARIANTS",
+    "AttnResSwinTransformer",
+    "AttnResVisionTransformer",
+    "DepthMixer",
+    "LoadReport",
+    "RoutingTrace",
+    "Substrate",
+    "create_model",
+    "load_backbone_checkpoint",
+    "routing_capture",
+]

@@ -1,0 +1,310 @@
+"""Attention Residuals: the depth mixer, Full/Block source bookkeeping and routing capture.
+
+Attention Residuals (Kimi Team, arXiv 2603.15031) replace the residual sum of a pre-norm
+transformer by a softmax over depth (research/attnres.md sections 1-2). For consumer l with
+sources v_0 (the embedding) ... v_{n-1}:
+
+    a_i = softmax_i( w_l . RMSNorm_g(v_i) ),      h_l = sum_i a_i v_i,
+
+with a learnable 1-D pseudo-query ``w_l`` (zero at init, so the weights start uniform) and an
+RMSNorm with learnable gain ``g`` on the keys. The values are sub-layer outputs ("deltas").
+*Full* AttnRes uses every earlier sub-layer output as a source; *Block* AttnRes groups
+``block_size`` consecutive sub-layers into blocks, uses the finished block sums as sources, plus
+the partial sum of the current block when it is non-empty (the first layer of a block sees none).
+The embedding is always source 0; an output mixer combines all sources before the final norm.
+
+Depth coordinates (for the routing-depth variance, attnres.md 4.2): sources are always numbered
+0, 1, ..., n-1 in order, which is
+* Full: the sub-layer index (embedding 0, attention of block k is 2k+1, its MLP 2k+2, counting
+  blocks from 0);
+* Block: the block index (embedding 0, finished block n -> n, the current block's partial sum ->
+  its own block index);
+* Swin stage-local: the same, within the stage, with 0 = the stage input.
+
+Memory and time (attnres.md pitfall 9): the mixers keep references to the sources; each source's
+fp32 inverse RMS (one scalar per token) and its logits against all later consumers' folded
+queries (gain folded into the query) are computed once, when the source is finished; the weighted
+sum is accumulated in a loop inside an autograd function that saves only the (n, tokens) weights.
+No stack of the sources is ever formed or saved. Logits and the depth softmax are fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from arcal.routing import RoutingBatch, normalised_depth_variance, normalised_entropy
+
+__all__ = [
+    "DepthMixer",
+    "DepthStream",
+    "RoutingTrace",
+    "consumer_source_counts",
+    "routing_capture",
+]
+
+
+def inverse_rms(v: torch.Tensor, eps: float) -> torch.Tensor:
+    """fp32 ``1 / sqrt(mean(v^2) + eps)`` over the channel (last) axis; shape ``v.shape[:-1]``."""
+    return torch.rsqrt(torch.linalg.vector_norm(v, dim=-1, dtype=torch.float32).square() / v.shape[-1] + eps)
+
+
+class _SourceLogits(torch.autograd.Function):
+    """fp32 scores ``v @ U^T`` of one source (..., d) against m folded queries U (m, d) -> (..., m).
+
+    Computed in fp32 (or double) whatever the dtype of ``v``, without saving an upcast copy of it.
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, U: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        acc = torch.promote_types(v.dtype, torch.float32)
+        ctx.save_for_backward(v, U)
+        return v.to(acc) @ U.to(acc).t()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        v, U = ctx.saved_tensors
+        gv = gU = None
+        if ctx.needs_input_grad[0]:
+            gv = (grad @ U.to(grad.dtype)).to(v.dtype)
+        if ctx.needs_input_grad[1]:
+            gU = (grad.reshape(-1, U.shape[0]).t() @ v.reshape(-1, U.shape[1]).to(grad.dtype)).to(U.dtype)
+        return gv, gU
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``sum_i alpha_i v_i`` over sources with per-token weights ``alpha`` (n, ...) and values (..., d).
+
+    Accumulates in place in a loop and saves only references to the values and the small weight
+    tensor (attnres.md pitfall 9), instead of a stack of the sources.
+    """
+
+    @staticmethod
+    def forward(ctx, alpha: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        a = alpha.to(values[0].dtype).unsqueeze(-1)
+        out = values[0] * a[0]
+        for i in range(1, len(values)):
+            out.addcmul_(values[i], a[i])
+        ctx.save_for_backward(alpha, *values)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        alpha, *values = ctx.saved_tensors
+        acc = alpha.dtype
+        galpha = None
+        if ctx.needs_input_grad[0]:
+            g = grad.to(acc)
+            galpha = torch.stack([torch.linalg.vecdot(v.to(acc), g) for v in values])
+        a = alpha.to(grad.dtype).unsqueeze(-1)
+        gvalues = [grad * a[i] if ctx.needs_input_grad[1 + i] else None for i in range(len(values))]
+        return (galpha, *gvalues)
+
+
+class DepthMixer(nn.Module):
+    """One AttnRes consumer: a zero-initialised pseudo-query and the key RMSNorm gain.
+
+    Args:
+        dim: channel width of the sources.
+        n_sources: number of sources this consumer sees (fixed by the architecture).
+        name: consumer name, e.g. "blocks.3.mlp" or "out" (used in routing traces).
+    Parameters ``query`` (d,) starts at 0 (uniform weights), ``gain`` (d,) at 1; both are 1-D so
+    timm-style optimiser groups exclude them from weight decay. ``reset_parameters`` restores this
+    init, so timm's ``init_weights`` keeps it. The logit of source i is
+    ``(query * gain) . v_i * inverse_rms(v_i)`` = ``query . RMSNorm_gain(v_i)``; :class:`DepthStream`
+    computes it, this module turns the logits into weights and mixes the values.
+    """
+
+    def __init__(self, dim: int, n_sources: int, name: str) -> None:
+        super().__init__()
+        if n_sources < 1:
+            raise ValueError(f"n_sources={n_sources}: a depth mixer needs at least one source")
+        self.query = nn.Parameter(torch.zeros(dim))
+        self.gain = nn.Parameter(torch.ones(dim))
+        self.n_sources = n_sources
+        self.name = name
+        self.trace: RoutingTrace | None = None
+        self.trace_index = -1
+
+    def reset_parameters(self) -> None:
+        """Zero query and unit gain: the mixer starts as an equal-weight average."""
+        with torch.no_grad():
+            self.query.zero_()
+            self.gain.fill_(1.0)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.query.shape[0]}, n_sources={self.n_sources}, name={self.name!r}"
+
+    def forward(self, values: Sequence[torch.Tensor], logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Softmax over depth of ``logits`` (each (...), fp32) and the weighted sum of ``values`` (each (..., d))."""
+        if len(values) != self.n_sources or len(logits) != self.n_sources:
+            raise RuntimeError(f"mixer {self.name!r} built for {self.n_sources} sources, got {len(values)}")
+        if self.n_sources == 1:
+            return values[0]
+        alpha = torch.softmax(torch.stack(list(logits)), dim=0)
+        if self.trace is not None:
+            self.trace.record(self.trace_index, alpha)
+        return _WeightedSum.apply(alpha, *values)
+
+
+class DepthStream:
+    """The sources of one AttnRes stack during one forward pass, and the logits of its consumers.
+
+    ``mixers`` are the stack's consumers in order, the output mixer last. ``block_size = 1`` is
+    Full AttnRes (every sub-layer output is a finished source); ``block_size = S > 1`` is Block
+    AttnRes: outputs are summed into a partial block sum that becomes a source when S outputs have
+    been added (or at :meth:`finish`), and is offered to the next consumer as an extra source while
+    it is non-empty. The embedding is always source 0.
+
+    Because the pseudo-queries do not depend on the input, a finished source is scored against the
+    folded queries of all its future consumers at once (one matrix product, the paper's two-phase
+    idea) and its inverse RMS is computed once; each consumer then only gathers its logits.
+    """
+
+    def __init__(self, embedding: torch.Tensor, mixers: Sequence[DepthMixer], block_size: int, eps: float) -> None:
+        self.mixers = mixers
+        self.block_size = block_size
+        self.eps = eps
+        self.queries = torch.stack([m.query for m in mixers]) * torch.stack([m.gain for m in mixers])
+        self.pos = 0  # index of the next consumer
+        self.done: list[torch.Tensor] = []
+        self.scores: list[tuple[torch.Tensor, int]] = []  # (scaled logits (..., m), first consumer)
+        self.partial: torch.Tensor | None = None
+        self.n_partial = 0
+        self._add(embedding)
+
+    def _add(self, v: torch.Tensor) -> None:
+        scores = _SourceLogits.apply(v, self.queries[self.pos:]) * inverse_rms(v, self.eps).unsqueeze(-1)
+        self.done.append(v)
+        self.scores.append((scores, self.pos))
+
+    def mix(self) -> torch.Tensor:
+        """Input of the next consumer: its softmax over the finished sources and the partial sum."""
+        mixer = self.mixers[self.pos]
+        values = list(self.done)
+        logits = [s[..., self.pos - start] for s, start in self.scores]
+        if self.partial is not None:
+            values.append(self.partial)
+            q = self.queries[self.pos:self.pos + 1]
+            logits.append(_SourceLogits.apply(self.partial, q)[..., 0] * inverse_rms(self.partial, self.eps))
+        self.pos += 1
+        return mixer(values, logits)
+
+    def push(self, out: torch.Tensor) -> None:
+        """Add a sub-layer output (a delta) to the current block."""
+        self.partial = out if self.partial is None else self.partial + out
+        self.n_partial += 1
+        if self.n_partial == self.block_size:
+            self._close()
+
+    def _close(self) -> None:
+        assert self.partial is not None
+        self._add(self.partial)
+        self.partial, self.n_partial = None, 0
+
+    def finish(self) -> torch.Tensor:
+        """Close the last (possibly short) block and return the output mixer over all sources."""
+        if self.partial is not None:
+            self._close()
+        if self.pos != len(self.mixers) - 1:
+            raise RuntimeError(f"depth stream finished at consumer {self.pos} of {len(self.mixers)}")
+        return self.mix()
+
+
+def consumer_source_counts(n_layers: int, block_size: int) -> list[int]:
+    """Sources seen by each of the ``n_layers`` sub-layer consumers and then the output mixer.
+
+    Sub-layer l (0-based) sees the embedding, ``l // S`` finished blocks and, unless it opens a
+    block (``l % S == 0``), the partial sum: ``1 + l // S + (l % S > 0)``. The output mixer sees
+    the embedding and all ``ceil(L / S)`` blocks (attnres.md 2.2; S = 1 is Full AttnRes).
+    """
+    if n_layers < 1 or block_size < 1:
+        raise ValueError(f"n_layers={n_layers}, block_size={block_size}: both must be >= 1")
+    counts = [1 + l // block_size + (l % block_size > 0) for l in range(n_layers)]
+    return counts + [1 + math.ceil(n_layers / block_size)]
+
+
+class RoutingTrace:
+    """Routing summaries collected from the mixers while :func:`routing_capture` is active.
+
+    Every forward pass appends one batch; :meth:`result` concatenates them over images.
+    """
+
+    def __init__(self, mixers: Sequence[DepthMixer], cls_index: int | None) -> None:
+        self.mixers = [m for m in mixers if m.n_sources > 1]
+        self.cls_index = cls_index
+        self._coords = [list(range(m.n_sources)) for m in self.mixers]
+        self._n_images: list[int] = []
+        self._H: list[list[np.ndarray]] = [[] for _ in self.mixers]
+        self._V: list[list[np.ndarray]] = [[] for _ in self.mixers]
+        self._Hc: list[list[np.ndarray]] = [[] for _ in self.mixers]
+        self._alpha_sum = [np.zeros(m.n_sources, dtype=np.float64) for m in self.mixers]
+
+    def begin_batch(self, n_images: int) -> None:
+        """Called by the model at the start of each forward pass."""
+        self._n_images.append(int(n_images))
+
+    @torch.no_grad()
+    def record(self, index: int, alpha: torch.Tensor) -> None:
+        """Reduce one consumer's weights ``alpha`` (n, B, tokens...) to per-image summaries."""
+        a = alpha.detach().float().flatten(2)  # (n, B, T)
+        self._H[index].append(normalised_entropy(a).mean(-1).cpu().numpy())
+        self._V[index].append(normalised_depth_variance(a, self._coords[index]).mean(-1).cpu().numpy())
+        if self.cls_index is not None:
+            self._Hc[index].append(normalised_entropy(a[:, :, self.cls_index]).cpu().numpy())
+        self._alpha_sum[index] += a.mean(-1).sum(-1).double().cpu().numpy()
+
+    def result(self) -> RoutingBatch:
+        """The summaries of all images seen so far as a :class:`~arcal.routing.RoutingBatch`."""
+        B = sum(self._n_images)
+        L = len(self.mixers)
+
+        def cat(parts: list[list[np.ndarray]]) -> np.ndarray:
+            if L == 0:
+                return np.zeros((B, 0), dtype=np.float32)
+            cols = [np.concatenate(p) if p else np.zeros(0) for p in parts]
+            for m, col in zip(self.mixers, cols):
+                if col.shape != (B,):
+                    raise RuntimeError(f"routing trace of {m.name!r} covers {col.shape[0]} images, expected {B}")
+            return np.stack(cols, axis=1).astype(np.float32)
+
+        return RoutingBatch(
+            H=cat(self._H),
+            V=cat(self._V),
+            H_cls=cat(self._Hc) if self.cls_index is not None else None,
+            n_sources=np.array([m.n_sources for m in self.mixers], dtype=np.int64),
+            consumers=[m.name for m in self.mixers],
+            alpha_sum=[a.copy() for a in self._alpha_sum],
+            n_images=B,
+        )
+
+
+@contextlib.contextmanager
+def routing_capture(model: nn.Module) -> Iterator[RoutingTrace]:
+    """Record routing summaries of every forward pass of ``model`` inside the ``with`` block.
+
+    Capture is a flag on the mixers and the model (no hooks); outside the block the mixers
+    compute nothing extra. Works for every variant: the baseline yields L = 0 consumers.
+    """
+    mixers = list(getattr(model, "attnres", None) or [])
+    cls_index = 0 if getattr(model, "has_class_token", False) else None
+    trace = RoutingTrace(mixers, cls_index)
+    if not hasattr(model, "routing_trace") or model.routing_trace is not None:
+        raise ValueError(
+            f"routing_capture: {type(model).__name__} is not an arcal model or is already capturing; "
+            "build it with arcal.models.create_model and do not nest captures"
+        )
+    for i, m in enumerate(trace.mixers):
+        m.trace, m.trace_index = trace, i
+    model.routing_trace = trace
+    try:
+        yield trace
+    finally:
+        model.routing_trace = None
+        for m in trace.mixers:
+            m.trace, m.trace_index = None, -1

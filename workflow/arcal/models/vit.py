@@ -1,0 +1,101 @@
+"""AttnRes Vision Transformer: timm's ``VisionTransformer`` with its residuals made switchable.
+
+One class for every residual variant (``baseline``, ``full``, ``block``). The baseline runs timm's
+own ``forward_features`` unchanged; the AttnRes variants replace the two residual additions of
+each timm ``Block`` by depth mixers (research/attnres.md 5.3), calling the block's own modules:
+
+    f_attn(h) = drop_path1(ls1(attn(norm1(h))))      f_mlp(h) = drop_path2(ls2(mlp(norm2(h))))
+
+The 2 * depth + 1 mixers live in ``self.attnres`` (a ``ModuleList`` created after timm's init, so
+their zero queries survive it); all timm module and parameter names are unchanged, so a timm
+checkpoint of the same backbone loads with only ``attnres.*`` keys missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from timm.models.vision_transformer import Block, VisionTransformer
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from arcal.models.attnres import DepthMixer, DepthStream, consumer_source_counts
+
+__all__ = ["AttnResVisionTransformer", "RESIDUALS", "stream_block_size"]
+
+RESIDUALS = ("baseline", "full", "block")
+
+
+def stream_block_size(residual: str, block_size: int) -> int:
+    """Sub-layers per AttnRes block for ``residual`` (Full is Block with one sub-layer per block)."""
+    if residual not in RESIDUALS:
+        raise ValueError(f"variant={residual!r}: expected one of {RESIDUALS}")
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size={block_size!r}: expected a positive integer (sub-layers per block)")
+    return 1 if residual == "full" else block_size
+
+
+def _attn_delta(blk: Block, h: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+    return blk.drop_path1(blk.ls1(blk.attn(blk.norm1(h), attn_mask=attn_mask, is_causal=is_causal)))
+
+
+def _mlp_delta(blk: Block, h: torch.Tensor) -> torch.Tensor:
+    return blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(h))))
+
+
+class AttnResVisionTransformer(VisionTransformer):
+    """timm ``VisionTransformer`` with baseline, Full or Block AttnRes residuals.
+
+    Args:
+        residual: "baseline" (timm's residual sums), "full" or "block".
+        block_size: sub-layers (attention or MLP) per AttnRes block for "block"; 4 = two
+            transformer blocks (attnres.md 2.5).
+        attnres_eps: epsilon of the key RMSNorm.
+        **kwargs: ``VisionTransformer`` arguments (img_size, patch_size, embed_dim, depth, ...).
+    """
+
+    def __init__(self, *, residual: str = "baseline", block_size: int = 4, attnres_eps: float = 1e-6,
+                 **kwargs: Any) -> None:
+        stream_bs = stream_block_size(residual, block_size)
+        super().__init__(**kwargs)
+        self.residual = residual
+        self.attnres_block_size = stream_bs
+        self.attnres_eps = attnres_eps
+        self.routing_trace = None
+        if residual == "baseline":
+            self.attnres = None
+            return
+        names = [f"blocks.{k}.{part}" for k in range(len(self.blocks)) for part in ("attn", "mlp")] + ["out"]
+        counts = consumer_source_counts(2 * len(self.blocks), stream_bs)
+        self.attnres = nn.ModuleList(DepthMixer(self.embed_dim, n, name) for n, name in zip(counts, names))
+
+    def forward_intermediates(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        """timm's intermediate-feature API; only the baseline supports it."""
+        if self.attnres is not None:
+            raise NotImplementedError("forward_intermediates is not available for AttnRes variants")
+        return super().forward_intermediates(*args, **kwargs)
+
+    def forward_features(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+                         is_causal: bool = False) -> torch.Tensor:
+        """Embedding, the blocks with the chosen residuals, final norm (same contract as timm's)."""
+        if self.routing_trace is not None:
+            self.routing_trace.begin_batch(x.shape[0])
+        if self.attnres is None:
+            return super().forward_features(x, attn_mask=attn_mask, is_causal=is_causal)
+        x = self.patch_embed(x)
+        x = self._pos_embed(x)
+        x = self.patch_drop(x)
+        x = self.norm_pre(x)
+        stream = DepthStream(x, self.attnres, self.attnres_block_size, self.attnres_eps)
+        ckpt = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
+        for k, blk in enumerate(self.blocks):
+            h = stream.mix()
+            if ckpt:
+                out = checkpoint(_attn_delta, blk, h, attn_mask, is_causal, use_reentrant=False)
+            else:
+                out = _attn_delta(blk, h, attn_mask, is_causal)
+            stream.push(out)
+            h = stream.mix()
+            stream.push(checkpoint(_mlp_delta, blk, h, use_reentrant=False) if ckpt else _mlp_delta(blk, h))
+        return self.norm(stream.finish())

@@ -1,0 +1,503 @@
+"""Train one cell: substrate x AttnRes variant x seed on one dataset (DESIGN.md section 4, item 2).
+
+The loop is deliberately plain (nanoGPT style): resident tensors, a seeded batch order and
+augmentation, AdamW with a per-step cosine schedule, bf16 autocast on the GPU and fp32 on the CPU.
+Routing capture stays off while training.
+
+Outputs in the run folder `out_dir`:
+* `checkpoint.pt` after every epoch (atomic): model, optimiser, step, RNG states (torch, CUDA,
+  data generator), history and the config. A restarted run resumes from it and ends with the same
+  weights as an uninterrupted one (bit-identical on the CPU).
+* `snapshots/epoch{E}.pt` every `snapshot_stride` epochs (temporal pilot).
+* `model.pt` (weights, `arcal_config`, train config, epoch, test accuracy, normalisation) and
+  `history.csv` (epoch, train_loss, train_acc, test_acc, test_ece, test_nll, lr, seconds).
+
+Command line:
+    python -m arcal.train --config run.yaml --out results/train/<cell> [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+import arcal
+from arcal.data import Batches, ImageDataset, augment, load_dataset, load_splits, normalize
+from arcal.io import atomic_torch_save, atomic_write_csv, git_commit
+from arcal.routing import RoutingBatch
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("baseline", "block", "full")
+HISTORY_COLUMNS = "epoch train_loss train_acc test_acc test_ece test_nll lr seconds".split()
+# Fields that change neither the trained weights nor the outputs: a checkpoint written under
+# other values of these may be resumed.
+RESUMABLE_FIELDS = ("device", "compile", "threads", "eval_batch_size", "data_root", "download")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or model file is corrupt, truncated or from a different configuration."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on. `None` for crop_padding/flip = dataset default."""
+
+    dataset: str = "fashion-mnist"
+    kind: str | None = None  # loader (arcal.data.KINDS); defaults to `dataset`
+    data_root: str | None = None
+    download: bool = False
+    # splits.npz of the data stage; None = all official train / test images
+    splits: str | None = None
+    substrate: str = "vit_demo"
+    variant: str = "baseline"
+    block_size: int = 4
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init_checkpoint: str | None = None  # local timm checkpoint to fine-tune from
+    seed: int = 0
+    epochs: int = 3
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.5
+    min_lr: float = 1e-5
+    drop_path: float = 0.0
+    label_smoothing: float = 0.0  # a calibration study: no smoothing by default
+    crop_padding: int | None = None
+    flip: bool | None = None
+    snapshot_stride: int = 0
+    device: str = "auto"
+    compile: bool = False
+    threads: int | None = None
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {rule}")
+
+        need(self.variant in VARIANTS, "variant", f"must be one of {', '.join(VARIANTS)}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "block_size"):
+            need(
+                isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+                name,
+                "must be an integer >= 1",
+            )
+        need(isinstance(self.seed, int) and self.seed >= 0, "seed", "must be an integer >= 0")
+        need(self.lr > 0 and math.isfinite(self.lr), "lr", "must be a positive finite number")
+        need(0 <= self.min_lr <= self.lr, "min_lr", f"must lie in [0, lr={self.lr}]")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(
+            0 <= self.warmup_epochs <= self.epochs,
+            "warmup_epochs",
+            f"must lie in [0, epochs={self.epochs}]",
+        )
+        need(0 <= self.drop_path < 1, "drop_path", "must lie in [0, 1)")
+        need(0 <= self.label_smoothing < 1, "label_smoothing", "must lie in [0, 1)")
+        need(
+            self.crop_padding is None or self.crop_padding >= 0,
+            "crop_padding",
+            "must be >= 0 or null (dataset default)",
+        )
+        need(self.snapshot_stride >= 0, "snapshot_stride", "must be >= 0 (0 = no snapshots)")
+        need(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
+        need(
+            self.device != "cuda" or torch.cuda.is_available(),
+            "device",
+            "cuda requested but no CUDA device is visible; use device: auto or cpu",
+        )
+        need(
+            self.threads is None or self.threads >= 1,
+            "threads",
+            "must be >= 1 or null (torch default)",
+        )
+        need(
+            isinstance(self.model_overrides, dict),
+            "model_overrides",
+            "must be a mapping of timm keyword arguments",
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Build from a mapping, rejecting unknown keys (a typo must not fall back to a default)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}"
+            )
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device(
+        "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
+    )
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic algorithms on the CPU for the duration of a stage (restored afterwards)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(before or device.type == "cpu")
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast on the GPU; a disabled context (fp32) on the CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Prediction:
+    """Logits (N, K) float32 of a fixed-order pass over images, and their routing summaries."""
+
+    logits: np.ndarray
+    routing: RoutingBatch | None
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int,
+    device: torch.device,
+    capture: bool = False,
+) -> Prediction:
+    """Evaluate `model` on uint8 images `x` in order (eval mode), optionally capturing routing.
+
+    The single evaluation loop of arcal: training history and dumps both use it.
+    """
+    from arcal.models import routing_capture
+
+    was_training = model.training
+    model.eval()
+    parts = []
+    with routing_capture(model) if capture else contextlib.nullcontext() as trace:
+        for i in range(0, len(x), batch_size):
+            with autocast(device):
+                parts.append(
+                    model(normalize(x[i : i + batch_size].to(device), mean, std)).float().cpu()
+                )
+    model.train(was_training)
+    logits = torch.cat(parts).numpy() if parts else np.zeros((0, 0), np.float32)
+    return Prediction(logits=logits, routing=trace.result() if capture else None)
+
+
+def score(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy, 15-bin top-label ECE and NLL of logits against labels."""
+    from arcal.calibration.metrics import ece
+
+    logp = torch.log_softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    pred = logp.argmax(1)
+    correct = (pred == labels).astype(np.float64)
+    conf = np.exp(logp.max(1))
+    return {
+        "acc": float(correct.mean()),
+        "ece": float(ece(conf, correct, n_bins=15)),
+        "nll": float(-logp[np.arange(len(labels)), labels].mean()),
+    }
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only; none on 1-D parameters (pseudo-queries, norm
+    gains, biases) or on what the model lists in `no_weight_decay()` (position embeddings, tokens).
+    """
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float:
+    """Linear warmup over `warmup` steps, then cosine decay from `lr` to `min_lr` at `total`."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def build_model(cfg: TrainConfig, ds: ImageDataset) -> torch.nn.Module:
+    from arcal.models import create_model
+
+    return create_model(
+        cfg.substrate,
+        cfg.variant,
+        num_classes=ds.num_classes,
+        img_size=ds.img_size,
+        in_chans=ds.in_chans,
+        block_size=cfg.block_size,
+        drop_path_rate=cfg.drop_path,
+        **cfg.model_overrides,
+    )
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """Read a training checkpoint and check it belongs to `cfg`; CheckpointError if not."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); delete it "
+            "to restart training from scratch"
+        ) from exc
+    if not isinstance(ckpt, dict) or "train_config" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(
+            f"{path} is not an arcal training checkpoint; delete it to restart training from "
+            "scratch"
+        )
+    theirs, ours = ckpt["train_config"], dataclasses.asdict(cfg)
+    diff = {
+        k: (theirs.get(k), v)
+        for k, v in ours.items()
+        if k not in RESUMABLE_FIELDS and theirs.get(k) != v
+    }
+    if diff:
+        shown = ", ".join(
+            f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *ab) for k, ab in diff.items())
+        )
+        raise CheckpointError(
+            f"checkpoint {path} was written with a different config ({shown}); delete it to "
+            "restart training from scratch with the new config"
+        )
+    return ckpt
+
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Train (or resume) one run into `out_dir`; return the final summary (epoch, test metrics)."""
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    with deterministic(device):
+        return _train(cfg, Path(out_dir), device)
+
+
+# fmt: off
+def _train(cfg: TrainConfig, out: Path, device: torch.device) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.kind)
+    tr_idx, te_idx = _split_indices(cfg, ds)
+    x_tr, y_tr = ds.x_train[tr_idx].to(device), ds.y_train[tr_idx].to(device)
+    x_te, y_te = ds.x_test[te_idx].to(device), ds.y_test[te_idx].numpy()
+    crop = ds.default_crop_padding if cfg.crop_padding is None else cfg.crop_padding
+    flip = ds.natural if cfg.flip is None else cfg.flip
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = build_model(cfg, ds).to(device)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, **fused)
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation
+    batches = Batches(x_tr, y_tr, cfg.batch_size, gen, drop_last=True)
+    n_steps = len(batches)
+    total, warmup = cfg.epochs * n_steps, round(cfg.warmup_epochs * n_steps)
+    start_epoch, history = _resume(out / "checkpoint.pt", cfg, model, opt, gen, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s: %s/%s, seed %d, %s, %d parameters, %d images, %d steps/epoch",
+             out, cfg.substrate, cfg.variant, cfg.seed, device, n_params, len(x_tr), n_steps)
+    fwd = torch.compile(model) if cfg.compile else model
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        losses, n_correct, n_seen = [], torch.zeros((), device=device), 0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
+        for it, (xb, yb) in enumerate(bar):
+            lr = lr_at(epoch * n_steps + it, total, warmup, cfg.lr, cfg.min_lr)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with autocast(device):
+                logits = fwd(normalize(augment(xb, gen, crop, flip), ds.mean, ds.std))
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+            n_correct, n_seen = n_correct + (logits.argmax(1) == yb).sum(), n_seen + len(yb)
+            if (it + 1) % 20 == 0 or it + 1 == n_steps:  # one device sync per 20 steps
+                recent = _check_finite(losses, epoch, n_steps, f"{out} (peak lr {cfg.lr:g})")
+                bar.set_postfix(loss=f"{recent:.3f}", acc=f"{n_correct.item() / n_seen:.3f}")
+        pred = predict(model, x_te, ds.mean, ds.std, cfg.eval_batch_size, device)
+        test = score(pred.logits, y_te)
+        history.append({
+            "epoch": epoch + 1, "train_loss": torch.stack(losses).mean().item(),
+            "train_acc": n_correct.item() / n_seen, "test_acc": test["acc"],
+            "test_ece": test["ece"], "test_nll": test["nll"], "lr": lr,
+            "seconds": time.perf_counter() - t0,
+        })
+        log.info("%s: %s", out, ", ".join(f"{k} {v:.4g}" for k, v in history[-1].items()))
+        atomic_torch_save(out / "checkpoint.pt", {
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "rng": _rng_state(gen, device),
+            "epoch": epoch + 1, "history": history, "train_config": dataclasses.asdict(cfg),
+        })
+        if cfg.snapshot_stride and (epoch + 1) % cfg.snapshot_stride == 0:
+            snapshot = model_record(model, cfg, ds, epoch + 1, test["acc"])
+            atomic_torch_save(out / "snapshots" / f"epoch{epoch + 1}.pt", snapshot)
+
+    final = history[-1]
+    atomic_torch_save(out / "model.pt", model_record(model, cfg, ds, cfg.epochs, final["test_acc"]))
+    atomic_write_csv(out / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))
+    return final
+# fmt: on
+
+
+def _split_indices(cfg: TrainConfig, ds: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training indices into the official train split and test indices into its test split."""
+    if not cfg.splits:
+        return torch.arange(len(ds.x_train)), torch.arange(len(ds.x_test))
+    splits = load_splits(cfg.splits, ds)
+    return torch.from_numpy(splits["train"]), torch.from_numpy(splits["test"])
+
+
+def _check_finite(losses: list[torch.Tensor], epoch: int, n_steps: int, where: str) -> float:
+    """Mean of the last (up to) 20 losses; NonFiniteLossError naming epoch and step if one is
+    NaN or infinite."""
+    window = torch.stack(losses[-20:]).float().cpu()
+    bad = (~torch.isfinite(window)).nonzero()
+    if len(bad):
+        first = int(bad[0, 0])
+        step = len(losses) - len(window) + first + 1
+        raise NonFiniteLossError(
+            f"{where}: training loss is {window[first].item()} at epoch {epoch + 1}, step {step} "
+            f"of {n_steps}; lower the learning rate or check the data"
+        )
+    return window.mean().item()
+
+
+def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+    cuda = torch.cuda.get_rng_state() if device.type == "cuda" else None
+    return {"data": gen.get_state(), "torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def _resume(
+    path: Path,
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    device: torch.device,
+) -> tuple[int, list[dict[str, float]]]:
+    """Start state of a run: (0, []) and the initial (or fine-tuning) weights, or the state of
+    the checkpoint at `path` (model, optimiser, RNGs) when one exists."""
+    if not path.exists():
+        if cfg.init_checkpoint:
+            from arcal.models import load_backbone_checkpoint
+
+            report = load_backbone_checkpoint(model, cfg.init_checkpoint, ignore=("head.",))
+            log.info(
+                "fine-tuning from %s (%d new tensors)", cfg.init_checkpoint, len(report.missing)
+            )
+        return 0, []
+    ckpt = load_checkpoint(path, cfg)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    gen.set_state(ckpt["rng"]["data"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    log.info("resuming %s from epoch %d of %d", path.parent, ckpt["epoch"], cfg.epochs)
+    return ckpt["epoch"], ckpt["history"]
+
+
+def model_record(
+    model: torch.nn.Module, cfg: TrainConfig, ds: ImageDataset, epoch: int, test_acc: float
+) -> dict[str, Any]:
+    """What `model.pt` and snapshots hold: enough to rebuild and evaluate the model."""
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "arcal_config": dict(model.arcal_config),
+        "train_config": dataclasses.asdict(cfg),
+        "epoch": epoch,
+        "test_acc": test_acc,
+        "classes": ds.classes,
+        "mean": ds.mean,
+        "std": ds.std,
+        "arcal_version": arcal.__version__,
+        "git_commit": git_commit(),
+    }
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` strings -> dict, values parsed as YAML (numbers, booleans, null, lists, "
+    "dicts)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m arcal.train",
+        description="Train one arcal cell (resumes from out/checkpoint.pt).",
+    )
+    ap.add_argument("--config", help="YAML or JSON file of TrainConfig fields")
+    ap.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields"
+    )
+    ap.add_argument(
+        "--out", required=True, help="run folder (model.pt, history.csv, checkpoint.pt, snapshots/)"
+    )
+    ap.add_argument("--log", default=None, help="also write the log to this file")
+    args = ap.parse_args(argv)
+    from arcal.logs import setup
+
+    setup(args.log)
+    fields: dict[str, Any] = {}
+    if args.config:
+        text = Path(args.config).read_text()
+        fields = (json.loads(text) if args.config.endswith(".json") else yaml.safe_load(text)) or {}
+    fields.update(parse_overrides(args.set))
+    final = train(TrainConfig.from_dict(fields), args.out)
+    log.info("done: %s", final)
+
+
+if __name__ == "__main__":
+    main()

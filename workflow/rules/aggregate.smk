@@ -1,0 +1,21 @@
+# Stage 7: tidy summaries across cells and seeds, one file per kind of result; each reads
+# only the per-cell files it needs, so one figure does not wait for unrelated analyses.
+
+
+rule summarise:
+    input:
+        summary_inputs,
+    output:
+        "results/summary/{summary}",
+    log:
+        "results/logs/summary/{summary}.log",
+    wildcard_constraints:
+        summary="|".join(re.escape(s) for s in summaries.SUMMARY_FILES),
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    params:
+        cells=CELL_IDS,
+        alpha=config["calibration"]["alpha"],
+    script:
+        "../scripts/summarise.py"
