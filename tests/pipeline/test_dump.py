@@ -180,3 +180,13 @@ def test_fashion_mnist_end_to_end_through_the_command_lines(tmp_path) -> None:
     assert test.meta["dataset"] == "fashion-mnist" and test.meta["substrate"] == "vit_demo"
     assert test.meta["accuracy"] > 0.3  # 3 epochs of 1,000 images; chance is 0.1
     assert json.loads((tmp_path / "data" / "manifest.json").read_text())["sizes"]["train"] == 1000
+
+
+def test_dump_ensemble_writes_only_the_ensemble(trained, tmp_path) -> None:
+    from arcal.dump import dump_ensemble
+
+    written = dump_ensemble(trained["full"] / "model.pt", None, tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib_ensemble.npz", "test_ensemble.npz"]
+    assert set(written) == {"calib_ensemble", "test_ensemble"}
+    with pytest.raises(ValueError, match="k=0"):
+        dump_ensemble(trained["full"] / "model.pt", None, tmp_path, 0)

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from arcal import grid
@@ -61,7 +60,7 @@ def test_paper_grid_dry_run_through_slurm_profile(load_config):
     assert counts["probes"] == counts["bandwidth"] == len(routed)
     assert counts["dump_ensemble"] == len(grid.temporal_cells(config))
     assert counts["paper"] == 1
-    assert "finetune" in result.stderr and "checkpoint is not set" in result.stderr
+    assert "finetune" in result.stdout and "checkpoint is not set" in result.stdout
 
 
 def test_paper_grid_dry_run_shows_gpu_requests_of_training():
@@ -95,7 +94,8 @@ def test_bad_config_value_stops_before_any_job(tmp_path):
     bad.write_text(yaml.safe_dump({"calibration": {"n_bins": 0}}))
     result = snakemake("-n", "--configfile", "config.yaml", str(bad))
     assert result.returncode != 0
-    assert "n_bins" in result.stderr and "minimum" in result.stderr
+    out = result.stdout + result.stderr
+    assert "n_bins" in out and "minimum" in out
 
 
 def test_unknown_config_key_is_named(tmp_path):
@@ -103,4 +103,4 @@ def test_unknown_config_key_is_named(tmp_path):
     bad.write_text(yaml.safe_dump({"train": {"epochz": 3}}))
     result = snakemake("-n", "--configfile", "config.yaml", str(bad))
     assert result.returncode != 0
-    assert "epochz" in result.stderr
+    assert "epochz" in result.stdout + result.stderr

@@ -163,9 +163,11 @@ def dump(
     batch_size: int | None = None,
     device: str = "auto",
     threads: int | None = None,
+    final: bool = True,
 ) -> dict[str, Path]:
     """Write `calib.npz`, `test.npz`, `routing_profile.npz` (and `*_ensemble.npz` when
     `ensemble_k` > 0) for the model in `model_path` into `out_dir`; return the written paths.
+    `final=False` skips the final model's files (only the ensemble is dumped).
 
     The dataset comes from the model's train config (`data_root` overrides its root). Without
     `splits_path` (standalone use) the official test split is halved into calib and test.
@@ -177,8 +179,22 @@ def dump(
     dev = resolve_device(device)
     with deterministic(dev):
         return _dump(
-            Path(model_path), splits_path, Path(out_dir), ensemble_k, data_root, batch_size, dev
+            Path(model_path), splits_path, Path(out_dir), ensemble_k, data_root, batch_size, dev,
+            final,
         )
+
+
+def dump_ensemble(
+    model_path: str | os.PathLike,
+    splits_path: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    k: int,
+    **options: Any,
+) -> dict[str, Path]:
+    """Only the temporal pilot's `calib_ensemble.npz` and `test_ensemble.npz` (last `k` snapshots)."""
+    if k < 1:
+        raise ValueError(f"k={k}: an ensemble needs at least one snapshot")
+    return dump(model_path, splits_path, out_dir, ensemble_k=k, final=False, **options)
 
 
 def _dump(
@@ -189,6 +205,7 @@ def _dump(
     data_root: str | None,
     batch_size: int | None,
     dev: torch.device,
+    final: bool,
 ) -> dict[str, Path]:
     model, record = load_model(model_path, dev)
     tc = record["train_config"]
@@ -205,14 +222,15 @@ def _dump(
     for split in SPLITS:
         idx = torch.from_numpy(splits[split])
         x, labels = ds.x_test[idx], ds.y_test[idx].numpy()
-        pred = predict(model, x, record["mean"], record["std"], bs, dev, capture=True)
-        meta = _meta(record, ds, split, pred.logits, labels)
-        written[split] = _save(
-            out / f"{split}.npz", _arrays(pred.logits, labels, pred.routing, meta)
-        )
-        if split == "test":
-            written["routing_profile"] = out / "routing_profile.npz"
-            atomic_save_npz(written["routing_profile"], **routing_profile(pred.routing))
+        if final:
+            pred = predict(model, x, record["mean"], record["std"], bs, dev, capture=True)
+            meta = _meta(record, ds, split, pred.logits, labels)
+            written[split] = _save(
+                out / f"{split}.npz", _arrays(pred.logits, labels, pred.routing, meta)
+            )
+            if split == "test":
+                written["routing_profile"] = out / "routing_profile.npz"
+                atomic_save_npz(written["routing_profile"], **routing_profile(pred.routing))
         if ensemble:
             preds = [predict(m, x, r["mean"], r["std"], bs, dev, capture=True) for m, r in ensemble]
             logits = _log_mean_softmax([p.logits for p in preds])

@@ -25,4 +25,3 @@ rule dump:
         settings=train_settings,
     script:
         "../scripts/dump.py"
-

@@ -4,15 +4,14 @@ multiplier, metric, value."""
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from arcal import calibration as cal
 from arcal.analysis.probes import cv_grid
-from arcal.io import atomic_write_csv, load_dump
+from arcal.analysis.cli import parse_cell_args
+from arcal.io import atomic_write_csv
 
 COLUMNS = ["probe", "rule", "multiplier", "metric", "value"]
 
@@ -30,19 +29,10 @@ def sweep_rows(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m arcal.analysis.bandwidth", description=__doc__)
-    ap.add_argument("calib", help="calib.npz of a cell")
-    ap.add_argument("test", help="test.npz of the same cell")
-    ap.add_argument("--settings", required=True, help="YAML with the config's calibration block")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
-    with open(args.settings) as f:
-        settings = yaml.safe_load(f)
-    calib = cal.ProbeInputs.from_dump(load_dump(args.calib))
-    test = cal.ProbeInputs.from_dump(load_dump(args.test))
+    args, (calib, test), settings = parse_cell_args(
+        "python -m arcal.analysis.bandwidth", __doc__, ("calib", "test"), argv
+    )
     atomic_write_csv(args.out, sweep_rows(calib, test, settings, args.seed))
-
 
 if __name__ == "__main__":
     main()

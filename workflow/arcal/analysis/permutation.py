@@ -5,16 +5,15 @@ weighted_gap, p_value, n_perm, reject) and the null distributions (`<feature>` a
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from arcal import calibration as cal
-from arcal.io import atomic_save_npz, atomic_write_csv, load_dump
+from arcal.analysis.cli import parse_cell_args
+from arcal.io import atomic_save_npz, atomic_write_csv
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +45,13 @@ def feature_tests(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m arcal.analysis.permutation", description=__doc__)
-    ap.add_argument("test", help="test.npz of a cell")
-    ap.add_argument("--settings", required=True, help="YAML with the config's calibration block")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True, help="CSV to write")
-    ap.add_argument("--null-out", required=True, help=".npz of null distributions to write")
-    args = ap.parse_args(argv)
-    with open(args.settings) as f:
-        settings = yaml.safe_load(f)
-    table, nulls = feature_tests(cal.ProbeInputs.from_dump(load_dump(args.test)), settings, args.seed)
+    args, (test,), settings = parse_cell_args(
+        "python -m arcal.analysis.permutation", __doc__, ("test",), argv,
+        extra=(("--null-out", ".npz of null distributions to write"),),
+    )
+    table, nulls = feature_tests(test, settings, args.seed)
     atomic_write_csv(args.out, table)
     atomic_save_npz(args.null_out, **nulls)
-
 
 if __name__ == "__main__":
     main()

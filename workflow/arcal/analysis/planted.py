@@ -20,18 +20,17 @@ repetition; a CV search per repetition would cost 65 fits).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy.stats import binomtest
 from tqdm import tqdm
 
 from arcal import calibration as cal
-from arcal.io import atomic_write_csv, load_dump
+from arcal.analysis.cli import parse_cell_args
+from arcal.io import atomic_write_csv
 
 log = logging.getLogger(__name__)
 
@@ -113,20 +112,11 @@ def smallest_detected(summary: pd.DataFrame, power: float = 0.8) -> pd.DataFrame
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m arcal.analysis.planted", description=__doc__)
-    ap.add_argument("calib", help="calib.npz of a cell")
-    ap.add_argument("test", help="test.npz of the same cell")
-    ap.add_argument("--config", required=True, help="YAML with the config's planted and calibration blocks")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
-    with open(args.config) as f:
-        config = yaml.safe_load(f)
-    calib = cal.ProbeInputs.from_dump(load_dump(args.calib))
-    test = cal.ProbeInputs.from_dump(load_dump(args.test))
+    args, (calib, test), config = parse_cell_args(
+        "python -m arcal.analysis.planted", __doc__, ("calib", "test"), argv
+    )
     table = planted_rows(calib, test, config["planted"], config["calibration"], args.seed)
     atomic_write_csv(args.out, table)
-
 
 if __name__ == "__main__":
     main()

@@ -51,8 +51,8 @@ SUBSTRATES: dict[str, Substrate] = {
     "swin_tiny": Substrate("swin", dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
                                         mlp_ratio=2.0), 14, 4,
                            "small Swin for CPU tests: 32 wide, depths 2-2-2-2, MLP ratio 2"),
-    "swin_demo": Substrate("swin", dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), mlp_ratio=2.0), 14, 4,
-                           "CPU demo Swin: 32 wide, two stages of depth 2, patch 2 and window 7 at 28x28"),
+    "swin_demo": Substrate("swin", dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), mlp_ratio=2.0), 7, 4,
+                           "CPU demo Swin: 32 wide, two stages of depth 2, patch 4 and window 7 at 28x28"),
 }
 
 
