@@ -112,3 +112,14 @@ def test_recovers_a_known_conditional_probability():
     p = nw_predict(x, z, np.column_stack([gc.ravel(), gr.ravel()]), h)
     err = np.abs(p - (0.05 + 0.5 * gc.ravel() + 0.4 * gr.ravel()))
     assert err.max() < 0.05
+
+
+def test_matrix_targets_share_one_kernel_and_equal_separate_calls() -> None:
+    rng = np.random.default_rng(5)
+    x, xe = rng.normal(size=(300, 2)), rng.normal(size=(50, 2))
+    Y = (rng.random((300, 4)) < 0.5).astype(float)
+    many = nw_predict_grid(x, Y, xe, 0.4, (0.5, 1.0), chunk_elems=1000)
+    assert many.shape == (2, 4, 50)
+    for j in range(4):
+        np.testing.assert_allclose(many[:, j], nw_predict_grid(x, Y[:, j], xe, 0.4, (0.5, 1.0)),
+                                   rtol=1e-12, atol=1e-14)

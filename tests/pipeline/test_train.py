@@ -169,3 +169,17 @@ def test_cli_reads_yaml_and_overrides(tiny_data, tmp_path) -> None:
     assert record["train_config"]["epochs"] == 1 and record["train_config"]["lr"] == 0.004
     with pytest.raises(ValueError, match="unknown TrainConfig field"):
         main(["--config", str(cfg), "--out", str(tmp_path / "x"), "--set", "learning_rate=1"])
+
+
+def test_compile_flag_trains_the_same_model_as_eager(tiny_data, tmp_path) -> None:
+    """`compile: true` wraps the model in torch.compile (the GPU path's option); on the CPU it
+    must train the same model as eager execution, up to floating-point reassociation."""
+    pytest.importorskip("torch._inductor")
+    for name, compiled in (("eager", False), ("compiled", True)):
+        train(tiny_config(tiny_data, epochs=1, variant="full", compile=compiled), tmp_path / name)
+    we, wc = _weights(tmp_path / "eager" / "model.pt"), _weights(tmp_path / "compiled" / "model.pt")
+    assert we.keys() == wc.keys()
+    for k in we:
+        torch.testing.assert_close(wc[k], we[k], rtol=1e-3, atol=1e-4, msg=k)
+    history = pd.read_csv(tmp_path / "compiled" / "history.csv")
+    assert history["train_loss"].notna().all()

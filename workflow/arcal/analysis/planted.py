@@ -12,10 +12,11 @@ says. For each delta and repetition we run what the study runs on real data:
   calibration split and scored on the planted test split by worst-tertile ECE over tertiles of
   r; `ece_gain` = nw-conf's worst-tertile ECE minus ar-condcal's (positive: routing helps).
 
-Planted correctness enters the probes through relabelled inputs: an example keeps its logits and
-gets its predicted class as label where z' = 1 and another class where z' = 0, so every probe
-sees confidence c and correctness z'. NW probes use Scott's rule x `multiplier` (one fit per
-repetition; a CV search per repetition would cost 65 fits).
+NW probes use Scott's rule x `multiplier` (a CV search per repetition would cost 65 fits). Their
+kernel weights depend only on the inputs (c, depth_var), so all repetitions share one kernel pass
+with the planted labels as columns. `with_correctness` gives a split relabelled so that its
+correctness is z' (its predicted class where z' = 1, another class where z' = 0), for probes that
+read labels.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tqdm import tqdm
 
 from arcal import calibration as cal
 from arcal.analysis.cli import parse_cell_args
+from arcal.calibration.bandwidth import clip_prob
 from arcal.io import atomic_write_csv
 
 log = logging.getLogger(__name__)
@@ -38,14 +40,6 @@ COLUMNS = ["feature", "delta", "rep", "p_value", "reject", "tertile_ece_nw_conf"
            "tertile_ece_ar_condcal", "ece_gain"]
 SUMMARY_COLUMNS = ["cell", "dataset", "substrate", "variant", "seed", "feature", "delta", "n_rep",
                    "reject_rate", "reject_lo", "reject_hi", "ece_gain_mean", "ece_gain_std"]
-
-
-def with_correctness(inputs: cal.ProbeInputs, correct: np.ndarray) -> cal.ProbeInputs:
-    """The same logits and routing features with labels rewritten so that correctness = `correct`."""
-    pred = inputs.pred
-    k = inputs.logits.shape[1]
-    labels = np.where(correct > 0.5, pred, (pred + 1) % k)
-    return cal.ProbeInputs(inputs.logits, labels, inputs.H, inputs.r_agg, inputs.depth_var)
 
 
 def planted_rows(
@@ -61,23 +55,29 @@ def planted_rows(
     feature = planted["feature"]
     r_calib, r_test = calib.feature(feature), test.feature(feature)
     n_bins, min_bin = calibration["n_bins"], calibration["min_bin"]
-    rows = []
     jobs = [(i, d, rep) for i, d in enumerate(planted["deltas"]) for rep in range(planted["repetitions"])]
-    for i, delta, rep in tqdm(jobs, desc="planted", mininterval=5):
+    z_calib, z_test, perm_seeds = [], [], []
+    for i, delta, rep in jobs:
         rng = np.random.default_rng([seed, i, rep])
-        z_calib = cal.planted_correctness(calib.conf, r_calib, delta, rng)
-        z_test = cal.planted_correctness(test.conf, r_test, delta, rng)
-        test_z = with_correctness(test, z_test)
-        calib_z = with_correctness(calib, z_calib)
-        res = cal.permutation_test(test.conf, z_test, r_test, n_bins, min_bin, planted["n_perm"],
-                                   seed=int(rng.integers(2**31)))
-        worst = {}
-        for probe in ("nw-conf", "ar-condcal"):
-            nw = cal.make_probe(probe, rule="scott", multiplier=multiplier).fit(calib_z)
-            worst[probe] = cal.tertile_ece(nw.predict(test_z), z_test, r_test, n_bins).worst
+        z_calib.append(cal.planted_correctness(calib.conf, r_calib, delta, rng))
+        z_test.append(cal.planted_correctness(test.conf, r_test, delta, rng))
+        perm_seeds.append(int(rng.integers(2**31)))
+    # The probes' kernels depend on the inputs only, not on the labels: every repetition's
+    # Nadaraya-Watson fit is one column of a single kernel pass per probe.
+    worst = {}
+    for probe in ("nw-conf", "ar-condcal"):
+        nw = cal.make_probe(probe, rule="scott", multiplier=multiplier).fit(calib)
+        targets = np.column_stack(z_calib)
+        p = clip_prob(cal.nw_predict_grid(nw.x_, targets, nw.standardise(test), nw.h_, (multiplier,))[0])
+        worst[probe] = [cal.tertile_ece(p[j], z_test[j], r_test, n_bins).worst for j in range(len(jobs))]
+    rows = []
+    for j, (i, delta, rep) in enumerate(tqdm(jobs, desc="planted", mininterval=5)):
+        res = cal.permutation_test(test.conf, z_test[j], r_test, n_bins, min_bin, planted["n_perm"],
+                                   seed=perm_seeds[j])
+        gain = worst["nw-conf"][j] - worst["ar-condcal"][j]
         rows.append((feature, float(delta), rep, res.pvalue,
                      bool(np.isfinite(res.pvalue) and res.pvalue <= calibration["alpha"]),
-                     worst["nw-conf"], worst["ar-condcal"], worst["nw-conf"] - worst["ar-condcal"]))
+                     worst["nw-conf"][j], worst["ar-condcal"][j], gain))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

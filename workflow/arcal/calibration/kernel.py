@@ -80,14 +80,19 @@ def nw_predict_grid(
     chunk_elems: int = 1 << 22,
 ) -> np.ndarray:
     """NW predictions at ``x_eval`` for each bandwidth ``h * mu``, mu in ``multipliers``:
-    an array of shape (len(multipliers), n_eval).
+    an array of shape (len(multipliers), n_eval). ``y_train`` may also be a matrix (n, m) of m
+    target columns sharing one kernel (e.g. many simulated labellings); the result is then
+    (len(multipliers), m, n_eval).
 
     ``exclude_self=True`` gives leave-one-out predictions; then ``x_eval`` must be ``x_train``
     row for row (example i is dropped from its own sum).
     """
     xt = _as_x(x_train, "x_train")
     n, d = xt.shape
-    yt = as_feature(y_train, "y_train", n)
+    y_arr = np.asarray(y_train, dtype=np.float64)
+    many = y_arr.ndim == 2
+    yt = as_matrix(y_arr, "y_train", n) if many else as_feature(y_arr, "y_train", n)[:, None]
+    m = yt.shape[1]
     xe = _as_x(x_eval, "x_eval")
     if xe.shape[1] != d:
         raise ValueError(f"x_eval: {xe.shape[1]} columns, x_train has {d}")
@@ -106,7 +111,7 @@ def nw_predict_grid(
     xt_s, xe_s = xt / hh, xe / hh
     yy = np.column_stack([yt, np.ones(n)])
     rows = max(1, chunk_elems // n)
-    out = np.empty((mus.shape[0], xe.shape[0]))
+    out = np.empty((mus.shape[0], m, xe.shape[0]))
     scales = (-0.5 / mus**2).tolist()
     for start in range(0, xe.shape[0], rows):
         stop = min(start + rows, xe.shape[0])
@@ -123,8 +128,8 @@ def nw_predict_grid(
             if exclude_self:
                 kern[ar, ar + start] = 0.0
             num_den = kern @ yy
-            out[g, start:stop] = num_den[:, 0] / num_den[:, 1]
-    return out
+            out[g, :, start:stop] = (num_den[:, :m] / num_den[:, m:]).T
+    return out if many else out[:, 0]
 
 
 def nw_predict(

@@ -153,12 +153,14 @@ def _reliability_rows(
 
 
 def _check_meta(meta: str, keys: dict[str, object], cell: str) -> None:
-    """The dump's own record of its cell must match the path it was found under."""
+    """The dump's own record of its cell must match the path it was found under. (Its
+    `substrate` is the registered architecture, which a config may name differently, so only
+    dataset, variant and seed are compared.)"""
     try:
         info = json.loads(meta)
     except json.JSONDecodeError as err:
         raise ValueError(f"dump of {cell!r} has a meta string that is not JSON: {err}") from None
-    for k in CELL_KEYS:
+    for k in ("dataset", "variant", "seed"):
         if k in info and str(info[k]) != str(keys[k]):
             raise ValueError(
                 f"dump of {cell!r} says {k}={info[k]!r}; the file is under the wrong cell path"

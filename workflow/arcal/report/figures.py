@@ -469,7 +469,7 @@ def planted_power(summary_dir: Path) -> Figure:
         if j == 0:
             top.set_ylabel("rejection rate")
             bottom.set_ylabel("worst-tertile ECE gain")
-        top.legend(loc="lower right", fontsize=5)
+        top.legend(loc="center right", fontsize=5)
     return fig
 
 
