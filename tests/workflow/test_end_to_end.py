@@ -65,3 +65,14 @@ def test_two_runs_give_identical_tables_and_figures(two_runs):
     assert any(n.suffix == ".pdf" for n in names) and any(n.suffix == ".tex" for n in names)
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_html_report_holds_the_figures(two_runs):
+    repo = two_runs[0]
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "profiles/test", "--report", "report.html"],
+        cwd=repo, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (repo / "report.html").read_text()
+    assert "planted_power.pdf" in html and "permutation_nulls.pdf" in html
