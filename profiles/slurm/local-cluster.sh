@@ -279,7 +279,7 @@ start_munge() {
     install -d -o munge -g munge -m 755 /run/munge
     if ! running munged; then
         rm -f /run/munge/munged.pid
-        start-stop-daemon --start --quiet --chuid munge:munge --exec /usr/sbin/munged
+        start-stop-daemon --start --quiet --chuid munge:munge --exec /usr/sbin/munged 9>&-
         record munged /run/munge/munged.pid /var/log/munge/munged.log
     fi
     wait_until munged /var/log/munge/munged.log sh -c 'munge -n | unmunge'
@@ -296,7 +296,7 @@ start_mariadb() {
         rm -f /run/mysqld/mysqld.pid
         start-stop-daemon --start --quiet --background --exec /usr/sbin/mariadbd -- \
             --user=mysql --skip-networking --pid-file=/run/mysqld/mysqld.pid \
-            --log-error=/var/log/mysql/error.log --innodb-buffer-pool-size=128M
+            --log-error=/var/log/mysql/error.log --innodb-buffer-pool-size=128M 9>&-
         record mariadbd /run/mysqld/mysqld.pid /var/log/mysql/error.log
     fi
     wait_until mariadbd /var/log/mysql/error.log mariadb-admin ping
@@ -314,11 +314,13 @@ stop_for_restart() {
     stop_ours "$1"
 }
 
+# Daemons are started with fd 9 (the lock) closed: one that inherited it would hold the
+# lock for its whole life and make every later start/stop wait for it.
 # Start Slurm daemon $1 (binary /usr/sbin/$1, pid file /run/$1.pid) unless it runs.
 start_slurm_daemon() {
     if ! running "$1"; then
         rm -f "/run/$1.pid"
-        "/usr/sbin/$1" || die "/usr/sbin/$1 failed to start (see /var/log/slurm/$1.log)"
+        "/usr/sbin/$1" 9>&- || die "/usr/sbin/$1 failed to start (see /var/log/slurm/$1.log)"
         record "$1" "/run/$1.pid" "/var/log/slurm/$1.log"
     fi
 }
