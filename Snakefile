@@ -53,6 +53,18 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/paper.smk"
 
 
+# Summaries, tables, figures and the PDF are seconds of work on small files (and LaTeX is
+# rarely installed on compute nodes): on a cluster they run where Snakemake runs.
+localrules:
+    all,
+    summarise,
+    planted_summary,
+    temporal_summary,
+    table,
+    figure,
+    paper,
+
+
 rule all:
     default_target: True
     input:

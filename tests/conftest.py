@@ -1,5 +1,8 @@
-"""Fixtures shared by every test directory: the repository root and its configs."""
+"""Fixtures shared by every test directory: the repository root, its configs, a clean copy."""
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,29 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def checkout():
+    """Copy the repository's files (tracked, and untracked but not ignored) into a folder:
+    what a fresh clone of the working tree would hold, without results/ or .venv/."""
+
+    def copy(dest: Path) -> Path:
+        files = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout.split("\0")
+        for name in filter(None, files):
+            src, dst = ROOT / name, dest / name
+            if src.is_symlink():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(os.readlink(src), dst)
+            elif src.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        return dest
+
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@
 # the plugin's default status command, works. A second `start` with the same settings
 # changes nothing; with other settings it restarts only the daemons whose config changed.
 #
-# `stop` stops exactly the daemons this script started: it records each one's pid and
-# kernel start time in its state directory and never signals a process it did not start
-# (a munged or MariaDB that was already running is used and left alone).
+# `stop` cancels the cluster's jobs, then stops exactly the daemons this script started: it
+# records each one's pid and kernel start time in its state directory and never signals a
+# process it did not start (a munged or MariaDB that was already running is left alone).
 #
 # Only the partition name goes to stdout; progress and errors go to stderr. Must run as root.
 #
@@ -396,6 +396,16 @@ do_stop() {
     [ -w "$STATE" ] || die "stop must run as the user that started the cluster (root)"
     exec 9>"$STATE/lock"
     flock -w 600 9 || die "another $PROG holds $STATE/lock"
+    # Jobs left in a stopped slurmctld's saved state come back as RUNNING (with no process
+    # behind them) at the next start: cancel them while the controller still answers.
+    if our_pid slurmctld >/dev/null && scontrol ping >/dev/null 2>&1; then
+        _jobs=$(squeue -h -o %i | tr '\n' ' ')
+        if [ -n "$_jobs" ]; then
+            log "cancelling the cluster's jobs: $_jobs"
+            # shellcheck disable=SC2086 # one argument per job id
+            scancel $_jobs || true
+        fi
+    fi
     for _d in slurmd slurmctld slurmdbd mariadbd munged; do stop_ours "$_d"; done
 }
 

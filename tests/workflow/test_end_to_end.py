@@ -2,38 +2,19 @@
 outputs exist, and the two runs give byte-identical tables and figures."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
 
 
-def checkout(dest: Path) -> Path:
-    """A copy of the repository's files (tracked, and untracked but not ignored)."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        src = ROOT / name
-        if src.is_symlink():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.readlink(src), dest / name)
-        elif src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(tmp_path_factory, checkout):
     runs = []
     for name in ("first", "second"):
         repo = checkout(tmp_path_factory.mktemp(name))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from arcal import grid
@@ -20,6 +21,11 @@ def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True
     )
+
+
+def dry_run(*args: str) -> subprocess.CompletedProcess:
+    """A dry-run of every job the targets need, whatever results/ already holds."""
+    return snakemake("-n", "--forceall", *args)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -48,9 +54,15 @@ def test_snakefmt_check_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_paper_grid_dry_run_through_slurm_profile(load_config):
-    result = snakemake("-n", "--profile", "slurm")
+@pytest.fixture(scope="module")
+def paper_dry_run() -> subprocess.CompletedProcess:
+    result = dry_run("--profile", "slurm")
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_paper_grid_dry_run_through_slurm_profile(paper_dry_run, load_config):
+    result = paper_dry_run
     counts = job_counts(result.stdout)
     config = load_config()
     cells = grid.cells(config)
@@ -63,17 +75,40 @@ def test_paper_grid_dry_run_through_slurm_profile(load_config):
     assert "finetune" in result.stdout and "checkpoint is not set" in result.stdout
 
 
-def test_paper_grid_dry_run_shows_gpu_requests_of_training():
-    result = snakemake("-n", "--profile", "slurm", "-p", "--until", "train")
-    assert result.returncode == 0, result.stderr[-3000:]
-    resources = re.findall(r"resources: (.*)", result.stdout)
-    train = [r for r in resources if "gpu=1" in r]
-    assert train, result.stdout[:2000]
-    assert all("runtime=720" in r and "mem_mb=32000" in r for r in train)
+def dry_run_resources(output: str) -> dict[str, dict[str, str]]:
+    """Each rule's 'resources:' line of a dry-run as {rule: {name: value}} (one job per rule)."""
+    resources, rule = {}, None
+    for line in output.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+        elif (m := re.match(r"\s+resources: (.*)", line)) and rule:
+            resources[rule] = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
+    return resources
+
+
+def test_paper_grid_dry_run_shows_each_rules_slurm_requests(paper_dry_run, load_config):
+    requests = dry_run_resources(paper_dry_run.stdout)
+    profile = yaml.safe_load((ROOT / "profiles/slurm/profile.yaml").read_text())
+    wanted = load_config()["resources"]
+    gpu_rules = {"train": "train", "dump": "dump", "dump_ensemble": "dump"}
+    for rule, got in requests.items():
+        group = gpu_rules.get(rule)
+        if group:  # --gpus, --cpus-per-task, --mem, -t on the GPU partition
+            assert got["slurm_partition"] == profile["set-resources"][rule]["slurm_partition"]
+            for key in ("gpu", "cpus_per_task", "mem_mb", "runtime"):
+                assert got[key] == str(wanted[group][key]), (rule, key)
+        else:
+            assert "gpu" not in got, rule
+            assert got["slurm_partition"] == profile["default-resources"]["slurm_partition"]
+        assert got["slurm_account"] == profile["default-resources"]["slurm_account"]
+    for rule in ("metrics", "probes", "permutation", "bandwidth", "planted"):
+        assert requests[rule]["mem_mb"] == str(wanted["analysis"]["mem_mb"])
+        assert requests[rule]["runtime"] == str(wanted["analysis"]["runtime"])
+    assert set(gpu_rules) <= set(requests)
 
 
 def test_demo_grid_dry_run():
-    result = snakemake("-n", "--profile", "profiles/demo")
+    result = dry_run("--profile", "profiles/demo")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
     assert counts["train"] == 18
@@ -81,7 +116,7 @@ def test_demo_grid_dry_run():
 
 
 def test_one_figure_target_needs_only_its_inputs():
-    result = snakemake("-n", "--profile", "profiles/demo", "paper/figures/permutation_nulls.pdf")
+    result = dry_run("--profile", "profiles/demo", "paper/figures/permutation_nulls.pdf")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
     assert counts["figure"] == 1
