@@ -8,10 +8,10 @@ Public API::
     batch = trace.result()          # arcal.routing.RoutingBatch
 """
 
-from arcal.models.attnres import DepthMixer, RoutingTrace, routing_capture
+from arcal.models.attnres import RESIDUALS, DepthMixer, RoutingTrace, routing_capture
 from arcal.models.registry import SUBSTRATES, LoadReport, Substrate, create_model, load_backbone_checkpoint
 from arcal.models.swin import AttnResSwinTransformer
-from arcal.models.vit import RESIDUALS, AttnResVisionTransformer
+from arcal.models.vit import AttnResVisionTransformer
 
 VARIANTS = RESIDUALS
 

@@ -41,6 +41,8 @@ from torch import nn
 from arcal.routing import RoutingBatch, normalised_depth_variance, normalised_entropy
 
 __all__ = [
+    "RESIDUALS",
+    "AttnResBackbone",
     "DepthMixer",
     "DepthStream",
     "RoutingTrace",
@@ -227,6 +229,40 @@ def consumer_source_counts(n_layers: int, block_size: int) -> list[int]:
         raise ValueError(f"n_layers={n_layers}, block_size={block_size}: both must be >= 1")
     counts = [1 + l // block_size + (l % block_size > 0) for l in range(n_layers)]
     return counts + [1 + math.ceil(n_layers / block_size)]
+
+
+RESIDUALS = ("baseline", "full", "block")
+
+
+class AttnResBackbone:
+    """What the AttnRes ViT and Swin share, mixed in before their timm class: the residual setting,
+    its validation (before timm builds anything) and the baseline-only timm feature API."""
+
+    attnres: nn.ModuleList | None
+
+    @staticmethod
+    def stream_block_size(residual: str, block_size: int) -> int:
+        """Sub-layers per AttnRes block for ``residual`` (Full is Block with one per block)."""
+        if residual not in RESIDUALS:
+            raise ValueError(f"variant={residual!r}: expected one of {RESIDUALS}")
+        if not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(
+                f"block_size={block_size!r}: expected a positive integer (sub-layers per block)"
+            )
+        return 1 if residual == "full" else block_size
+
+    def _set_residual(self, residual: str, stream_block_size: int, eps: float) -> None:
+        self.residual = residual
+        self.attnres_block_size = stream_block_size
+        self.attnres_eps = eps
+        self.routing_trace = None
+        self.attnres = None
+
+    def forward_intermediates(self, *args, **kwargs):  # type: ignore[override]
+        """timm's intermediate-feature API; only the baseline supports it."""
+        if self.attnres is not None:
+            raise NotImplementedError("forward_intermediates is not available for AttnRes variants")
+        return super().forward_intermediates(*args, **kwargs)  # type: ignore[misc]
 
 
 class RoutingTrace:

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from arcal.models.swin import AttnResSwinTransformer
-from arcal.models.vit import RESIDUALS, AttnResVisionTransformer
+from arcal.models.attnres import RESIDUALS
+from arcal.models.vit import AttnResVisionTransformer
 
 __all__ = ["SUBSTRATES", "LoadReport", "Substrate", "create_model", "load_backbone_checkpoint"]
 

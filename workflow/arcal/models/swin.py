@@ -21,8 +21,7 @@ from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from arcal.models.attnres import DepthMixer, DepthStream, consumer_source_counts
-from arcal.models.vit import stream_block_size
+from arcal.models.attnres import AttnResBackbone, DepthMixer, DepthStream, consumer_source_counts
 
 __all__ = ["AttnResSwinTransformer"]
 
@@ -36,7 +35,7 @@ def _mlp_delta(blk: SwinTransformerBlock, h: torch.Tensor) -> torch.Tensor:
     return blk.drop_path2(blk.mlp(blk.norm2(h)))
 
 
-class AttnResSwinTransformer(SwinTransformer):
+class AttnResSwinTransformer(AttnResBackbone, SwinTransformer):
     """timm ``SwinTransformer`` with baseline, Full or Block stage-local AttnRes residuals.
 
     Args:
@@ -48,15 +47,11 @@ class AttnResSwinTransformer(SwinTransformer):
 
     def __init__(self, *, residual: str = "baseline", block_size: int = 4, attnres_eps: float = 1e-6,
                  **kwargs: Any) -> None:
-        stream_bs = stream_block_size(residual, block_size)
+        stream_bs = self.stream_block_size(residual, block_size)
         super().__init__(**kwargs)
-        self.residual = residual
-        self.attnres_block_size = stream_bs
-        self.attnres_eps = attnres_eps
+        self._set_residual(residual, stream_bs, attnres_eps)
         self.has_class_token = False
-        self.routing_trace = None
         if residual == "baseline":
-            self.attnres = None
             return
         mixers = []
         for s, stage in enumerate(self.layers):
@@ -66,12 +61,6 @@ class AttnResSwinTransformer(SwinTransformer):
             dim = stage.blocks[0].dim
             mixers += [DepthMixer(dim, n, name) for n, name in zip(counts, names + [f"layers.{s}.out"])]
         self.attnres = nn.ModuleList(mixers)
-
-    def forward_intermediates(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        """timm's intermediate-feature API; only the baseline supports it."""
-        if self.attnres is not None:
-            raise NotImplementedError("forward_intermediates is not available for AttnRes variants")
-        return super().forward_intermediates(*args, **kwargs)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Patch embedding, the stages with the chosen residuals, final norm (NHWC output)."""

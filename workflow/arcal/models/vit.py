@@ -20,20 +20,9 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from arcal.models.attnres import DepthMixer, DepthStream, consumer_source_counts
+from arcal.models.attnres import AttnResBackbone, DepthMixer, DepthStream, consumer_source_counts
 
-__all__ = ["AttnResVisionTransformer", "RESIDUALS", "stream_block_size"]
-
-RESIDUALS = ("baseline", "full", "block")
-
-
-def stream_block_size(residual: str, block_size: int) -> int:
-    """Sub-layers per AttnRes block for ``residual`` (Full is Block with one sub-layer per block)."""
-    if residual not in RESIDUALS:
-        raise ValueError(f"variant={residual!r}: expected one of {RESIDUALS}")
-    if not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size={block_size!r}: expected a positive integer (sub-layers per block)")
-    return 1 if residual == "full" else block_size
+__all__ = ["AttnResVisionTransformer"]
 
 
 def _attn_delta(blk: Block, h: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
@@ -44,7 +33,7 @@ def _mlp_delta(blk: Block, h: torch.Tensor) -> torch.Tensor:
     return blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(h))))
 
 
-class AttnResVisionTransformer(VisionTransformer):
+class AttnResVisionTransformer(AttnResBackbone, VisionTransformer):
     """timm ``VisionTransformer`` with baseline, Full or Block AttnRes residuals.
 
     Args:
@@ -57,24 +46,14 @@ class AttnResVisionTransformer(VisionTransformer):
 
     def __init__(self, *, residual: str = "baseline", block_size: int = 4, attnres_eps: float = 1e-6,
                  **kwargs: Any) -> None:
-        stream_bs = stream_block_size(residual, block_size)
+        stream_bs = self.stream_block_size(residual, block_size)
         super().__init__(**kwargs)
-        self.residual = residual
-        self.attnres_block_size = stream_bs
-        self.attnres_eps = attnres_eps
-        self.routing_trace = None
+        self._set_residual(residual, stream_bs, attnres_eps)
         if residual == "baseline":
-            self.attnres = None
             return
         names = [f"blocks.{k}.{part}" for k in range(len(self.blocks)) for part in ("attn", "mlp")] + ["out"]
         counts = consumer_source_counts(2 * len(self.blocks), stream_bs)
         self.attnres = nn.ModuleList(DepthMixer(self.embed_dim, n, name) for n, name in zip(counts, names))
-
-    def forward_intermediates(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        """timm's intermediate-feature API; only the baseline supports it."""
-        if self.attnres is not None:
-            raise NotImplementedError("forward_intermediates is not available for AttnRes variants")
-        return super().forward_intermediates(*args, **kwargs)
 
     def forward_features(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                          is_causal: bool = False) -> torch.Tensor:

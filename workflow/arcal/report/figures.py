@@ -113,6 +113,61 @@ def _sel(df: pd.DataFrame, **keys: object) -> pd.DataFrame:
     return df[mask]
 
 
+Panel = tuple[Axes, tuple[str, str], dict[str, str], pd.DataFrame]
+
+
+def _panels(
+    df: pd.DataFrame,
+    cols: Sequence[dict[str, str]],
+    titles: Sequence[str],
+    ylabel: str,
+    xlabel: str,
+    w: float = PANEL_W,
+    h: float = PANEL_H,
+    xlabel_size: float | None = None,
+) -> tuple[Figure, np.ndarray, list[Panel]]:
+    """The layout most figures share: one row per (dataset, substrate) of `df`, one column per
+    selection in `cols` (e.g. {"variant": "block"}), titles on top, row labels on the left and
+    x labels at the bottom. Returns the figure, its axes and, for each panel with rows in `df`,
+    (axes, (dataset, substrate), selection, rows); panels without rows are hidden."""
+    pairs = _pairs(df)
+    fig, axes = _grid(len(pairs), len(cols), w=w, h=h)
+    panels = []
+    for i, pair in enumerate(pairs):
+        for j, (col, title) in enumerate(zip(cols, titles, strict=True)):
+            ax = axes[i, j]
+            rows = _sel(df, dataset=pair[0], substrate=pair[1], **col)
+            if rows.empty:
+                ax.set_axis_off()
+                continue
+            if i == 0:
+                ax.set_title(title)
+            if j == 0:
+                _row_label(ax, pair, ylabel)
+            if i == len(pairs) - 1:
+                ax.set_xlabel(xlabel, fontsize=xlabel_size)
+            panels.append((ax, pair, col, rows))
+    return fig, axes, panels
+
+
+def _variant_feature_columns(df: pd.DataFrame) -> tuple[list[dict[str, str]], list[str]]:
+    """One column per (variant, feature) of `df`, in variant order, and their titles."""
+    cols = sorted(
+        {(str(v), str(f)) for v, f in df[["variant", "feature"]].itertuples(index=False)},
+        key=lambda c: (variant_key(c[0]), c[1]),
+    )
+    return (
+        [{"variant": v, "feature": f} for v, f in cols],
+        [f"{_name(v)}\n{_name(f)}" for v, f in cols],
+    )
+
+
+def _variant_columns(df: pd.DataFrame) -> tuple[list[dict[str, str]], list[str]]:
+    """One column per variant of `df`, in variant order, and their titles."""
+    variants = sorted(df["variant"].unique(), key=variant_key)
+    return [{"variant": v} for v in variants], [_name(v) for v in variants]
+
+
 # ----------------------------------------------------------------------------- figures
 
 
@@ -128,39 +183,24 @@ def reliability(summary_dir: Path) -> Figure:
         return _empty("No models in this grid.")
     routed = df[df["tertile"] > 0]
     use = routed if not routed.empty else df
-    cols = sorted(
-        {(str(v), str(f)) for v, f in use[["variant", "feature"]].itertuples(index=False)},
-        key=lambda c: (variant_key(c[0]), c[1]),
+    fig, axes, panels = _panels(
+        use, *_variant_feature_columns(use), "accuracy", f"confidence ({N_BINS} bins)"
     )
-    pairs = _pairs(use)
-    fig, axes = _grid(len(pairs), len(cols))
-    for i, pair in enumerate(pairs):
-        for j, (variant, feature) in enumerate(cols):
-            ax = axes[i, j]
-            sub = _sel(use, dataset=pair[0], substrate=pair[1], variant=variant, feature=feature)
-            if sub.empty:
-                ax.set_axis_off()
-                continue
-            ax.plot([0, 1], [0, 1], ls="--", lw=0.6, color="0.6")
-            for t, part in sub.groupby("tertile", sort=True):
-                part = part[part["n"] >= MIN_BIN_N].sort_values("bin")
-                label = "all" if t == 0 else ("low", "mid", "high")[int(t) - 1] + " tertile"
-                ax.plot(
-                    part["conf"],
-                    part["acc"],
-                    marker="o",
-                    color=_TERTILE_COLORS.get(int(t), "k"),
-                    label=label,
-                )
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_aspect("equal")
-            if i == 0:
-                ax.set_title(f"{_name(variant)}\n{_name(feature)}")
-            if j == 0:
-                _row_label(ax, pair, "accuracy")
-            if i == len(pairs) - 1:
-                ax.set_xlabel(f"confidence ({N_BINS} bins)")
+    for ax, _, _, sub in panels:
+        ax.plot([0, 1], [0, 1], ls="--", lw=0.6, color="0.6")
+        for t, part in sub.groupby("tertile", sort=True):
+            part = part[part["n"] >= MIN_BIN_N].sort_values("bin")
+            label = "all" if t == 0 else ("low", "mid", "high")[int(t) - 1] + " tertile"
+            ax.plot(
+                part["conf"],
+                part["acc"],
+                marker="o",
+                color=_TERTILE_COLORS.get(int(t), "k"),
+                label=label,
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
     axes[0, 0].legend(loc="upper left")
     return fig
 
@@ -172,45 +212,27 @@ def permutation_nulls(summary_dir: Path) -> Figure:
     if perm.empty:
         return _empty("No AttnRes models in this grid: no permutation tests.")
     nulls = load_nulls(summary_dir / "permutation_nulls.npz")
-    cols = sorted(
-        {(str(v), str(f)) for v, f in perm[["variant", "feature"]].itertuples(index=False)},
-        key=lambda c: (variant_key(c[0]), c[1]),
-    )
-    pairs = _pairs(perm)
-    fig, axes = _grid(len(pairs), len(cols))
-    for i, pair in enumerate(pairs):
-        for j, (variant, feature) in enumerate(cols):
-            ax = axes[i, j]
-            sub = _sel(
-                perm, dataset=pair[0], substrate=pair[1], variant=variant, feature=feature
-            ).sort_values("seed")
-            if sub.empty:
-                ax.set_axis_off()
-                continue
-            for k, row in enumerate(sub.itertuples(index=False)):
-                cell = f"{pair[0]}/{pair[1]}/{variant}/seed{row.seed}"
-                null = nulls.get(f"{cell}/{feature}")
-                if null is None:
-                    raise ValueError(
-                        f"permutation_nulls.npz lacks '{cell}/{feature}'; re-run the aggregation"
-                    )
-                color = f"C{k % 8}"
-                ax.hist(null, bins=30, histtype="step", density=True, color=color, lw=0.8)
-                ax.axvline(
-                    float(nulls[f"{cell}/observed_{feature}"]),
-                    color=color,
-                    lw=1.0,
-                    ls="-",
-                    label=f"seed {row.seed}: p={row.p_value:.3g}",
+    fig, _, panels = _panels(perm, *_variant_feature_columns(perm), "null density", "weighted gap")
+    for ax, pair, col, sub in panels:
+        feature = col["feature"]
+        for k, row in enumerate(sub.sort_values("seed").itertuples(index=False)):
+            cell = f"{pair[0]}/{pair[1]}/{col['variant']}/seed{row.seed}"
+            null = nulls.get(f"{cell}/{feature}")
+            if null is None:
+                raise ValueError(
+                    f"permutation_nulls.npz lacks '{cell}/{feature}'; re-run the aggregation"
                 )
-            ax.legend(loc="upper right", handlelength=0.8, fontsize=5)
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(f"{_name(variant)}\n{_name(feature)}")
-            if j == 0:
-                _row_label(ax, pair, "null density")
-            if i == len(pairs) - 1:
-                ax.set_xlabel("weighted gap")
+            color = f"C{k % 8}"
+            ax.hist(null, bins=30, histtype="step", density=True, color=color, lw=0.8)
+            ax.axvline(
+                float(nulls[f"{cell}/observed_{feature}"]),
+                color=color,
+                lw=1.0,
+                ls="-",
+                label=f"seed {row.seed}: p={row.p_value:.3g}",
+            )
+        ax.legend(loc="upper right", handlelength=0.8, fontsize=5)
+        ax.set_yticks([])
     return fig
 
 
@@ -225,71 +247,59 @@ def bandwidth(summary_dir: Path, metric: str = BAND_METRIC) -> Figure:
     df = df[df["metric"] == metric]
     if df.empty:
         return _empty("No AttnRes models in this grid: no bandwidth study.")
-    variants = sorted(df["variant"].unique(), key=variant_key)
-    pairs = _pairs(df)
     probes = sorted(df["probe"].unique(), key=probe_key)
-    fig, axes = _grid(len(pairs), len(variants), w=1.9)
-    for i, pair in enumerate(pairs):
-        for j, variant in enumerate(variants):
-            ax = axes[i, j]
-            sub = _sel(df, dataset=pair[0], substrate=pair[1], variant=variant)
-            if sub.empty:
-                ax.set_axis_off()
-                continue
-            for k, probe in enumerate(probes):
-                color = "0.35" if probe == "nw-conf" else f"C{k % 8}"
-                scott = sub[(sub["probe"] == probe) & (sub["rule"] == "scott")]
-                s = (
-                    scott.groupby("multiplier", sort=True)["value"]
-                    .agg(["mean", "std"])
-                    .fillna({"std": 0.0})
-                )
-                if not s.empty:
-                    x = s.index.to_numpy(dtype=float)
-                    if probe == "nw-conf":
-                        ax.fill_between(
-                            x,
-                            s["mean"] - s["std"],
-                            s["mean"] + s["std"],
-                            color="0.8",
-                            lw=0,
-                            label="nw-conf seed band",
-                        )
-                        ax.plot(x, s["mean"], color=color, lw=0.9, label="nw-conf (Scott)")
-                    else:
-                        ax.errorbar(
-                            x,
-                            s["mean"],
-                            yerr=s["std"],
-                            color=color,
-                            marker="o",
-                            ms=2.5,
-                            capsize=1.5,
-                            label=f"{probe} (Scott)",
-                        )
-                for rule, marker, text in (
-                    ("cv-nll", "o", "CV-NLL"),
-                    ("oracle", "*", "oracle (uses test ECE)"),
-                ):
-                    r = sub[(sub["probe"] == probe) & (sub["rule"] == rule)]
-                    if not r.empty:
-                        ax.plot(
-                            [r["multiplier"].mean()],
-                            [r["value"].mean()],
-                            ls="none",
-                            marker=marker,
-                            ms=6 if marker == "*" else 4,
-                            mfc="none" if marker == "o" else color,
-                            mec=color,
-                            label=f"{probe} {text}",
-                        )
-            ax.set_xscale("log", base=2)
-            if i == 0:
-                ax.set_title(_name(variant))
-            if j == 0:
-                _row_label(ax, pair, "worst-tertile ECE")
-            if i == len(pairs) - 1:
-                ax.set_xlabel("bandwidth multiplier")
+    fig, axes, panels = _panels(
+        df, *_variant_columns(df), "worst-tertile ECE", "bandwidth multiplier", w=1.9
+    )
+    for ax, _, _, sub in panels:
+        for k, probe in enumerate(probes):
+            color = "0.35" if probe == "nw-conf" else f"C{k % 8}"
+            scott = sub[(sub["probe"] == probe) & (sub["rule"] == "scott")]
+            s = (
+                scott.groupby("multiplier", sort=True)["value"]
+                .agg(["mean", "std"])
+                .fillna({"std": 0.0})
+            )
+            if not s.empty:
+                x = s.index.to_numpy(dtype=float)
+                if probe == "nw-conf":
+                    ax.fill_between(
+                        x,
+                        s["mean"] - s["std"],
+                        s["mean"] + s["std"],
+                        color="0.8",
+                        lw=0,
+                        label="nw-conf seed band",
+                    )
+                    ax.plot(x, s["mean"], color=color, lw=0.9, label="nw-conf (Scott)")
+                else:
+                    ax.errorbar(
+                        x,
+                        s["mean"],
+                        yerr=s["std"],
+                        color=color,
+                        marker="o",
+                        ms=2.5,
+                        capsize=1.5,
+                        label=f"{probe} (Scott)",
+                    )
+            for rule, marker, text in (
+                ("cv-nll", "o", "CV-NLL"),
+                ("oracle", "*", "oracle (uses test ECE)"),
+            ):
+                r = sub[(sub["probe"] == probe) & (sub["rule"] == rule)]
+                if not r.empty:
+                    ax.plot(
+                        [r["multiplier"].mean()],
+                        [r["value"].mean()],
+                        ls="none",
+                        marker=marker,
+                        ms=6 if marker == "*" else 4,
+                        mfc="none" if marker == "o" else color,
+                        mec=color,
+                        label=f"{probe} {text}",
+                    )
+        ax.set_xscale("log", base=2)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -308,46 +318,32 @@ def cv_curves(summary_dir: Path) -> Figure:
     if cv.empty:
         return _empty("No CV-NLL curves in this grid.")
     chosen = df[(df["rule"] == "cv-nll") & (df["metric"] == BAND_METRIC)]
-    variants = sorted(cv["variant"].unique(), key=variant_key)
-    pairs = _pairs(cv)
     probes = sorted(cv["probe"].unique(), key=probe_key)
-    fig, axes = _grid(len(pairs), len(variants), w=1.9)
-    for i, pair in enumerate(pairs):
-        for j, variant in enumerate(variants):
-            ax = axes[i, j]
-            sub = _sel(cv, dataset=pair[0], substrate=pair[1], variant=variant)
-            if sub.empty:
-                ax.set_axis_off()
+    fig, axes, panels = _panels(cv, *_variant_columns(cv), "CV NLL", "bandwidth multiplier", w=1.9)
+    for ax, pair, col, sub in panels:
+        for k, probe in enumerate(probes):
+            s = (
+                sub[sub["probe"] == probe]
+                .groupby("multiplier", sort=True)["value"]
+                .agg(["mean", "std"])
+            )
+            if s.empty:
                 continue
-            for k, probe in enumerate(probes):
-                s = (
-                    sub[sub["probe"] == probe]
-                    .groupby("multiplier", sort=True)["value"]
-                    .agg(["mean", "std"])
-                )
-                if s.empty:
-                    continue
-                color = f"C{k % 8}"
-                s = s.fillna({"std": 0.0})
-                ax.plot(s.index, s["mean"], color=color, label=probe)
-                ax.fill_between(
-                    s.index,
-                    s["mean"] - s["std"],
-                    s["mean"] + s["std"],
-                    color=color,
-                    alpha=0.2,
-                    lw=0,
-                )
-                sel = _sel(chosen, dataset=pair[0], substrate=pair[1], variant=variant, probe=probe)
-                for m in sorted(sel["multiplier"].unique()):
-                    ax.axvline(float(m), color=color, lw=0.6, ls=":")
-            ax.set_xscale("log", base=2)
-            if i == 0:
-                ax.set_title(_name(variant))
-            if j == 0:
-                _row_label(ax, pair, "CV NLL")
-            if i == len(pairs) - 1:
-                ax.set_xlabel("bandwidth multiplier")
+            color = f"C{k % 8}"
+            s = s.fillna({"std": 0.0})
+            ax.plot(s.index, s["mean"], color=color, label=probe)
+            ax.fill_between(
+                s.index,
+                s["mean"] - s["std"],
+                s["mean"] + s["std"],
+                color=color,
+                alpha=0.2,
+                lw=0,
+            )
+            sel = _sel(chosen, dataset=pair[0], substrate=pair[1], probe=probe, **col)
+            for m in sorted(sel["multiplier"].unique()):
+                ax.axvline(float(m), color=color, lw=0.6, ls=":")
+        ax.set_xscale("log", base=2)
     axes[0, 0].legend(loc="upper center")
     return fig
 
@@ -359,47 +355,36 @@ def routing_profiles(summary_dir: Path) -> Figure:
     df = df[df["variant"] != BASELINE]
     if df.empty:
         return _empty("No AttnRes models in this grid: no routing profiles.")
-    variants = sorted(df["variant"].unique(), key=variant_key)
-    pairs = _pairs(df)
-    fig, axes = _grid(len(pairs), len(variants), w=1.9, h=1.9)
+    fig, axes, panels = _panels(
+        df, *_variant_columns(df), "consumer", "source (0 = embedding)", w=1.9, h=1.9,
+        xlabel_size=6,
+    )
     vmax = float(df.groupby([*GROUP_KEYS, "consumer_index", "source"])["alpha_mean"].mean().max())
     image = None
-    for i, pair in enumerate(pairs):
-        for j, variant in enumerate(variants):
-            ax = axes[i, j]
-            sub = _sel(df, dataset=pair[0], substrate=pair[1], variant=variant)
-            if sub.empty:
-                ax.set_axis_off()
-                continue
-            mat = sub.pivot_table(
-                index="consumer_index", columns="source", values="alpha_mean", aggfunc="mean"
-            )
-            names = (
-                sub.drop_duplicates("consumer_index")
-                .set_index("consumer_index")["consumer"]
-                .reindex(mat.index)
-            )
-            image = ax.imshow(
-                mat.to_numpy(dtype=float),
-                aspect="auto",
-                interpolation="nearest",
-                vmin=0.0,
-                vmax=vmax,
-            )
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if len(names) <= 16:
-                ax.set_yticks(range(len(names)), [str(n) for n in names], fontsize=5)
-            if i == 0:
-                ax.set_title(_name(variant))
-            if j == 0:
-                _row_label(ax, pair, "consumer")
-            if i == len(pairs) - 1:
-                ax.set_xlabel("source (0 = embedding)", fontsize=6)
+    for ax, _, _, sub in panels:
+        mat = sub.pivot_table(
+            index="consumer_index", columns="source", values="alpha_mean", aggfunc="mean"
+        )
+        names = (
+            sub.drop_duplicates("consumer_index")
+            .set_index("consumer_index")["consumer"]
+            .reindex(mat.index)
+        )
+        image = ax.imshow(
+            mat.to_numpy(dtype=float),
+            aspect="auto",
+            interpolation="nearest",
+            vmin=0.0,
+            vmax=vmax,
+        )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(names) <= 16:
+            ax.set_yticks(range(len(names)), [str(n) for n in names], fontsize=5)
     if image is not None:
         fig.colorbar(
             image,
             ax=axes.ravel().tolist(),
-            shrink=min(0.9, 1.2 / len(pairs)),
+            shrink=min(0.9, 1.2 / axes.shape[0]),
             aspect=15,
             label="mean weight",
         )

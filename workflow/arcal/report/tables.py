@@ -120,9 +120,21 @@ def _groups(df: pd.DataFrame) -> list[tuple]:
     return sorted({tuple(x) for x in df[GROUP_KEYS].itertuples(index=False)}, key=_group_sort_key)
 
 
+def _in_group(df: pd.DataFrame, g: tuple) -> pd.Series:
+    return (df["dataset"] == g[0]) & (df["substrate"] == g[1]) & (df["variant"] == g[2])
+
+
+def _group_probes(df: pd.DataFrame) -> list[tuple[tuple, str]]:
+    """(group, probe) for every probe present in each group of ``df``, in table order."""
+    return [
+        (g, probe)
+        for g in _groups(df)
+        for probe in sorted(set(df.loc[_in_group(df, g), "probe"]), key=probe_key)
+    ]
+
+
 def _seeds(df: pd.DataFrame, g: tuple) -> int:
-    m = (df["dataset"] == g[0]) & (df["substrate"] == g[1]) & (df["variant"] == g[2])
-    return int(df.loc[m, "seed"].nunique())
+    return int(df.loc[_in_group(df, g), "seed"].nunique())
 
 
 def _require(lookup: dict[tuple, Stat], key: tuple, what: str) -> Stat:
@@ -223,22 +235,15 @@ def probes_context(
     df = _primary_probes(_read(summary_dir, "probes.csv"))
     look = _stats_lookup(df, [*GROUP_KEYS, "probe", "metric"])
     rows = []
-    for g in _groups(df):
-        present = set(
-            df.loc[
-                (df["dataset"] == g[0]) & (df["substrate"] == g[1]) & (df["variant"] == g[2]),
-                "probe",
-            ]
+    for g, probe in _group_probes(df):
+        row: dict[str, object] = {**dict(zip(GROUP_KEYS, g)), "probe": probe}
+        for m in metrics:
+            row[m] = _require(look, (*g, probe, m), f"probes.csv {probe!r} metric {m!r}")
+        band = look.get((*g, "nw-conf", BAND_METRIC))
+        row["band"] = (
+            _band_position(row[BAND_METRIC], band) if band and probe == "ar-condcal" else ""
         )
-        for probe in sorted(present, key=probe_key):
-            row: dict[str, object] = {**dict(zip(GROUP_KEYS, g)), "probe": probe}
-            for m in metrics:
-                row[m] = _require(look, (*g, probe, m), f"probes.csv {probe!r} metric {m!r}")
-            band = look.get((*g, "nw-conf", BAND_METRIC))
-            row["band"] = (
-                _band_position(row[BAND_METRIC], band) if band and probe == "ar-condcal" else ""
-            )
-            rows.append(row)
+        rows.append(row)
     return {"rows": _label_rows(rows, GROUP_KEYS), "rule": PRIMARY_RULE}
 
 
@@ -252,25 +257,18 @@ def bandwidth_context(summary_dir: Path, metric: str = BAND_METRIC) -> dict[str,
     r_look = _stats_lookup(df[df["rule"] != "scott"], [*GROUP_KEYS, "probe", "rule"])
     m_look = _stats_lookup(df[df["rule"] != "scott"], [*GROUP_KEYS, "probe", "rule"], "multiplier")
     rows = []
-    for g in _groups(df):
-        present = set(
-            df.loc[
-                (df["dataset"] == g[0]) & (df["substrate"] == g[1]) & (df["variant"] == g[2]),
-                "probe",
-            ]
+    for g, probe in _group_probes(df):
+        rows.append(
+            {
+                **dict(zip(GROUP_KEYS, g)),
+                "probe": probe,
+                "scott": [s_look.get((*g, probe, m)) for m in multipliers],
+                "cv": r_look.get((*g, probe, "cv-nll")),
+                "cv_mult": m_look.get((*g, probe, "cv-nll")),
+                "oracle": r_look.get((*g, probe, "oracle")),
+                "oracle_mult": m_look.get((*g, probe, "oracle")),
+            }
         )
-        for probe in sorted(present, key=probe_key):
-            rows.append(
-                {
-                    **dict(zip(GROUP_KEYS, g)),
-                    "probe": probe,
-                    "scott": [s_look.get((*g, probe, m)) for m in multipliers],
-                    "cv": r_look.get((*g, probe, "cv-nll")),
-                    "cv_mult": m_look.get((*g, probe, "cv-nll")),
-                    "oracle": r_look.get((*g, probe, "oracle")),
-                    "oracle_mult": m_look.get((*g, probe, "oracle")),
-                }
-            )
     return {
         "rows": _label_rows(rows, GROUP_KEYS),
         "multipliers": [fmt_g(m) for m in multipliers],
@@ -286,7 +284,7 @@ def capacity_context(
     look = _stats_lookup(df, [*GROUP_KEYS, "probe", "metric"])
     rows = []
     for g in _groups(df):
-        sub = df[(df["dataset"] == g[0]) & (df["substrate"] == g[1]) & (df["variant"] == g[2])]
+        sub = df[_in_group(df, g)]
         for probe in sorted(set(sub["probe"]), key=probe_key):
             n = sub.loc[sub["probe"] == probe, "n_params"].astype(int)
             params = f"{n.min():,}" if n.min() == n.max() else f"{n.min():,}--{n.max():,}"
