@@ -115,6 +115,22 @@ def test_nw_rules(calib, test_split):
     assert ece(cv.predict(test_split), test_split.correct) < 0.5 * raw
 
 
+def test_nw_targets_equal_fits_on_relabelled_splits(calib, test_split):
+    """Many labellings of one calibration split in one pass == one fit per labelling."""
+    rng = np.random.default_rng(5)
+    targets = (rng.random((calib.n, 3)) < calib.conf[:, None]).astype(float)
+    probe = make_probe("ar-condcal", rule="scott", multiplier=1.5).fit(calib)
+    many = probe.predict_grid(test_split, (1.5,), targets)[0]
+    assert many.shape == (3, test_split.n)
+    k = calib.logits.shape[1]
+    for j in range(3):
+        labels = np.where(targets[:, j] > 0.5, calib.pred, (calib.pred + 1) % k)
+        relabelled = ProbeInputs(calib.logits, labels, H=calib.H, r_agg=calib.r_agg,
+                                 depth_var=calib.depth_var)
+        one = make_probe("ar-condcal", rule="scott", multiplier=1.5).fit(relabelled)
+        np.testing.assert_allclose(many[j], one.predict(test_split), rtol=1e-12)
+
+
 def test_nw_probe_with_a_constant_feature_equals_the_confidence_only_probe(calib, test_split):
     const = ProbeInputs(calib.logits, calib.labels, depth_var=np.ones(calib.n))
     const_t = ProbeInputs(test_split.logits, test_split.labels, depth_var=np.ones(test_split.n))

@@ -25,7 +25,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SCRIPT = ROOT / "profiles/slurm/local-cluster.sh"
 CELL = "fashion-mnist/vit_test/block/seed0"
 TARGETS = [f"results/{stage}/{CELL}.csv" for stage in ("metrics", "probes", "permutation", "bandwidth")]
 EPOCHS = 6  # enough epochs that the test can kill training between two checkpoints
@@ -34,18 +33,12 @@ WORKFLOW_TIMEOUT_S = 900  # the run is killed (SIGKILL, as `timeout -s KILL`) af
 pytestmark = pytest.mark.slow
 
 
-def local_cluster(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["sh", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
 def slurm(*args: str) -> str:
     return subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(local_cluster):
     """A running one-node cluster with one fake GPU, stopped afterwards unless it was up before."""
     if os.geteuid() != 0:
         pytest.skip("the local Slurm cluster needs root (it installs packages and starts daemons)")

@@ -9,14 +9,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SCRIPT = ROOT / "profiles/slurm/local-cluster.sh"
-
-
-def local_cluster(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["sh", str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
-        env={**os.environ, **env},
-    )
 
 
 @pytest.mark.parametrize("script", ["profiles/slurm/local-cluster.sh", "setup.sh", ".ci/run"])
@@ -28,9 +20,9 @@ def test_shell_scripts_pass_shellcheck(script):
     assert result.returncode == 0, result.stdout
 
 
-def test_unknown_action_or_option_prints_usage():
+def test_unknown_action_or_option_prints_usage(local_cluster):
     for args in (["restart"], ["start", "--gpus", "1"]):
-        result = local_cluster(*args)
+        result = local_cluster(*args, timeout=60)
         assert result.returncode == 2 and "usage:" in result.stderr and not result.stdout
 
 
@@ -43,16 +35,16 @@ def test_unknown_action_or_option_prints_usage():
         (["--account", "Lab"], "bad account name 'Lab'"),
     ],
 )
-def test_bad_setting_is_named_before_anything_is_installed(args, named, tmp_path):
+def test_bad_setting_is_named_before_anything_is_installed(args, named, tmp_path, local_cluster):
     state = tmp_path / "state"
-    result = local_cluster("start", *args, ARCAL_SLURM_STATE=str(state))
+    result = local_cluster("start", *args, timeout=60, ARCAL_SLURM_STATE=str(state))
     assert result.returncode == 1 and named in result.stderr
     assert not state.exists() and not result.stdout
 
 
 def test_start_as_a_normal_user_is_refused():
-    command = ["sh", str(SCRIPT), "start"]
+    command = ["sh", "profiles/slurm/local-cluster.sh", "start"]
     if os.geteuid() == 0:  # drop to nobody
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "start must run as root" in result.stderr

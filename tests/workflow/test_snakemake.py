@@ -76,7 +76,8 @@ def test_paper_grid_dry_run_through_slurm_profile(paper_dry_run, load_config):
 
 
 def dry_run_resources(output: str) -> dict[str, dict[str, str]]:
-    """Each rule's 'resources:' line of a dry-run as {rule: {name: value}} (one job per rule)."""
+    """Each rule's 'resources:' line of a dry-run as {rule: {name: value}}; every job of a rule
+    requests the same here (from config.yaml), so the last job's line stands for the rule."""
     resources, rule = {}, None
     for line in output.splitlines():
         if m := re.match(r"(?:local)?rule (\w+):", line):

@@ -14,9 +14,7 @@ says. For each delta and repetition we run what the study runs on real data:
 
 NW probes use Scott's rule x `multiplier` (a CV search per repetition would cost 65 fits). Their
 kernel weights depend only on the inputs (c, depth_var), so all repetitions share one kernel pass
-with the planted labels as columns. `with_correctness` gives a split relabelled so that its
-correctness is z' (its predicted class where z' = 1, another class where z' = 0), for probes that
-read labels.
+with the planted labels as columns.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from tqdm import tqdm
 
 from arcal import calibration as cal
 from arcal.analysis.cli import parse_cell_args
-from arcal.calibration.bandwidth import clip_prob
 from arcal.io import atomic_write_csv
 
 log = logging.getLogger(__name__)
@@ -64,11 +61,11 @@ def planted_rows(
         perm_seeds.append(int(rng.integers(2**31)))
     # The probes' kernels depend on the inputs only, not on the labels: every repetition's
     # Nadaraya-Watson fit is one column of a single kernel pass per probe.
+    targets = np.column_stack(z_calib)
     worst = {}
     for probe in ("nw-conf", "ar-condcal"):
         nw = cal.make_probe(probe, rule="scott", multiplier=multiplier).fit(calib)
-        targets = np.column_stack(z_calib)
-        p = clip_prob(cal.nw_predict_grid(nw.x_, targets, nw.standardise(test), nw.h_, (multiplier,))[0])
+        p = nw.predict_grid(test, (multiplier,), targets)[0]
         worst[probe] = [cal.tertile_ece(p[j], z_test[j], r_test, n_bins).worst for j in range(len(jobs))]
     rows = []
     for j, (i, delta, rep) in enumerate(tqdm(jobs, desc="planted", mininterval=5)):

@@ -233,10 +233,20 @@ class NWProbe(Probe):
             self.multiplier_ = self.grid[int(np.argmin(self.cv_nll_))]
         return self
 
-    def predict_grid(self, inputs: ProbeInputs, multipliers: tuple[float, ...]) -> np.ndarray:
-        """Clipped predictions (len(multipliers), N) for several multipliers at once."""
+    def predict_grid(
+        self,
+        inputs: ProbeInputs,
+        multipliers: tuple[float, ...],
+        targets: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Clipped predictions (len(multipliers), N) for several multipliers at once.
+
+        ``targets`` (n_train, m) replaces the fitted correctness by m labellings of the same
+        training inputs; they share one kernel pass and the result is (len(multipliers), m, N).
+        """
         inputs = self._check_inputs(inputs, "inputs")
-        p = nw_predict_grid(self.x_, self.z_, self.standardise(inputs), self.h_, multipliers)
+        y = self.z_ if targets is None else targets
+        p = nw_predict_grid(self.x_, y, self.standardise(inputs), self.h_, multipliers)
         return clip_prob(p)
 
     def predict(self, inputs: ProbeInputs) -> np.ndarray:
