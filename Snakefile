@@ -9,21 +9,46 @@
 #   permutation  matched-confidence gaps and within-bin permutation tests
 #   bandwidth    Nadaraya-Watson bandwidth sensitivity (Scott multiples, CV-NLL, oracle)
 #   planted      the planted control: does the suite detect a signal we put in?
+#   audit        the suite on traces arcal did not train (config audits:) and on the
+#                baselines' attention entropy
 #   aggregate    tidy summaries across cells and seeds
 #   tables, figures, paper   LaTeX tables, figures and the PDF
 
 
+import os
 import re
+from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-min_version("9.0")
+from arcal import checks
+
+# Profiles are named config.yaml, which every Snakemake 9 finds (profile.yaml only 9.19+), so
+# this check is what an older Snakemake reports. Tested: 9.0.1 and the pinned 9.27.1.
+min_version("9.0.1")
 
 
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The grid: config.yaml is the paper grid; `grid: <name>` (set by profiles/<name>) merges
+# profiles/<name>/grid.yaml over it, and files given with --configfile go over both.
+if workflow.is_main_process:
+    checks.check_grid_choice(workflow.config_settings.config)
+if config.get("grid", "paper") != "paper":
+
+    configfile: checks.grid_file(config["grid"])
+
+
+try:
+    validate(config, "workflow/schemas/config.schema.yaml")
+except WorkflowError as error:
+    raise checks.explain_schema_error(error) from None
+if workflow.is_main_process:  # jobs on cluster nodes run with the checked config
+    checks.check_config(config)
+# The conda environments' post-deploy scripts install the package from here (envs/).
+os.environ.update(ARCAL_SOURCE=workflow.basedir)
 
 
 wildcard_constraints:
@@ -47,6 +72,7 @@ include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/permutation.smk"
 include: "workflow/rules/bandwidth.smk"
 include: "workflow/rules/planted.smk"
+include: "workflow/rules/audit.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
@@ -60,6 +86,7 @@ localrules:
     summarise,
     planted_summary,
     temporal_summary,
+    attention_summary,
     table,
     figure,
     paper,
@@ -69,3 +96,17 @@ rule all:
     default_target: True
     input:
         "paper/build/main.pdf",
+        expand("results/audits/{name}/report.html", name=AUDITS),
+
+
+# Before the first job: what the jobs about to run need (models that build, data, LaTeX, CUDA).
+onstart:
+    for warning in checks.check_environment(
+        config, workflow.dag.needrun_jobs(), workflow.local_exec
+    ):
+        logger.warning(f"arcal: {warning}")
+
+
+onsuccess:
+    if Path("paper/build/main.pdf").exists():
+        logger.info(f"arcal: the paper is {Path('paper/build/main.pdf').resolve()}")

@@ -3,13 +3,15 @@
 Measures, in one run on one device: the training step time and images per second of baseline,
 Block and Full AttnRes for DeiT-S and Swin-T at 32x32 (batch 256, bf16 autocast, fused AdamW,
 data and augmentation resident on the device, as `arcal.train` does), the projected wall time of
-a 300-epoch CIFAR-10 run, and model FLOPs utilisation against the device's bf16 matrix-multiply
-rate measured in the same run. Writes bench/results/gpu-<device>.json and prints, last:
+a 300-epoch CIFAR-10 run, model FLOPs utilisation against the device's bf16 matrix-multiply
+rate measured in the same run, and the peak GPU memory of each model. Writes
+bench/results/gpu-train-<device>.json and prints, last:
 
     device=<name> deit_s_block_300ep_min=<m> block_ratio=<x> full_ratio=<y> mfu=<f>
 
 `--smoke` runs tiny models for a few steps on whatever device there is (a CPU check of the code
-path; its numbers mean nothing).
+path; its numbers mean nothing). `bench/gpu_check.sh` runs this benchmark (`benchmark`) among all
+the GPU-only checks.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from arcal.train import autocast, param_groups, resolve_device
 CIFAR10_TRAIN = 50_000
 EPOCHS = 300
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+SUBSTRATES = ("deit_s", "swin_t")
+VARIANTS = ("baseline", "block", "full")
 #: Tiny versions of the substrates for --smoke (a CPU check of the code path).
 SMOKE = {
     "deit_s": {"embed_dim": 64, "depth": 4, "num_heads": 2},
@@ -43,6 +47,26 @@ SMOKE = {
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
+def slug(name: str) -> str:
+    """A device name as a file-name part: "NVIDIA H200" -> "nvidia-h200"."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    """Peak GPU memory allocated since the last reset, in GiB (None on the CPU)."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def matmul_rate(device: torch.device, n: int, repeats: int) -> float:
@@ -88,31 +112,72 @@ def flops_per_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dev
     return float(counter.get_total_flops())
 
 
-def measure(substrate: str, variant: str, args, device: torch.device) -> dict[str, float]:
-    overrides = SMOKE[substrate] if args.smoke else {}
+def measure(substrate: str, variant: str, batch: int, steps: int, warmup: int, compiled: bool, smoke: bool,
+            device: torch.device) -> dict[str, float | None]:
+    """Median training-step time of one model over `steps` steps after `warmup` (compilation
+    included there), its FLOPs per step and its peak GPU memory."""
+    overrides = SMOKE[substrate] if smoke else {}
     torch.manual_seed(0)
+    reset_peak_memory(device)
     model = create_model(substrate, variant, 10, 32, 3, **overrides).to(device).train()
-    x = torch.randint(0, 256, (args.batch, 3, 32, 32), dtype=torch.uint8, device=device)
-    y = torch.randint(0, 10, (args.batch,), device=device)
+    x = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
     flops = flops_per_step(model, x, y, device)
-    step = make_step(model, device, args.compile)
-    for _ in range(args.warmup):
+    step = make_step(model, device, compiled)
+    for _ in range(warmup):
         step(x, y)
     sync(device)
     times = []
-    for _ in range(args.steps):
+    for _ in range(steps):
         t0 = time.perf_counter()
         step(x, y)
         sync(device)
         times.append(time.perf_counter() - t0)
     times.sort()
     t = times[len(times) // 2]  # median step
-    steps_per_epoch = math.ceil(CIFAR10_TRAIN / args.batch)
+    steps_per_epoch = math.ceil(CIFAR10_TRAIN / batch)
     return {
         "step_s": t,
-        "images_per_s": args.batch / t,
+        "images_per_s": batch / t,
         "flops_per_step": flops,
         "projected_300ep_min": t * steps_per_epoch * EPOCHS / 60,
+        "peak_memory_gib": peak_memory_gib(device),
+    }
+
+
+def benchmark(device: torch.device, batch: int = 256, steps: int = 30, warmup: int = 10, compiled: bool = False,
+              smoke: bool = False, substrates: tuple[str, ...] = SUBSTRATES,
+              matmul_flops_per_s: float | None = None) -> dict:
+    """Step times of every substrate x variant; ratios and the 300-epoch projection of DeiT-S.
+
+    `matmul_flops_per_s` (the MFU denominator) is measured here unless given. DeiT-S must be among
+    `substrates`: its baseline is the reference of the ratios.
+    """
+    if matmul_flops_per_s is None:
+        matmul_flops_per_s = matmul_rate(device, 8192 if device.type == "cuda" else 1024,
+                                         20 if device.type == "cuda" else 3)
+    results = {}
+    for substrate in substrates:
+        for variant in VARIANTS:
+            results[f"{substrate}/{variant}"] = r = measure(substrate, variant, batch, steps, warmup, compiled,
+                                                             smoke, device)
+            r["mfu"] = r["flops_per_step"] / r["step_s"] / matmul_flops_per_s
+            print(f"{substrate:7s} {variant:8s} {'compiled' if compiled else 'eager':8s} "
+                  f"step {1e3 * r['step_s']:8.2f} ms  {r['images_per_s']:9.0f} img/s  "
+                  f"300 epochs {r['projected_300ep_min']:8.1f} min  MFU {r['mfu']:.3f}", flush=True)
+    base = results["deit_s/baseline"]["step_s"]
+    return {
+        "device": device_name(device),
+        "matmul_flops_per_s": matmul_flops_per_s,
+        "batch": batch,
+        "compile": compiled,
+        "smoke": smoke,
+        "torch": torch.__version__,
+        "deit_s_block_300ep_min": results["deit_s/block"]["projected_300ep_min"],
+        "block_ratio": results["deit_s/block"]["step_s"] / base,
+        "full_ratio": results["deit_s/full"]["step_s"] / base,
+        "mfu": results["deit_s/block"]["mfu"],
+        "runs": results,
     }
 
 
@@ -123,41 +188,18 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--compile", action="store_true", help="torch.compile the models")
     ap.add_argument("--smoke", action="store_true", help="tiny models, few steps (code check)")
-    ap.add_argument("--out", default=None, help="JSON path (default bench/results/gpu-<device>.json)")
+    ap.add_argument("--out", default=None, help="JSON path (default bench/results/gpu-train-<device>.json)")
     args = ap.parse_args()
     if args.smoke:
         args.batch, args.steps, args.warmup = min(args.batch, 16), 3, 1
     device = resolve_device("auto")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    peak = matmul_rate(device, 8192 if device.type == "cuda" else 1024, 20 if device.type == "cuda" else 3)
-    results = {}
-    for substrate in ("deit_s", "swin_t"):
-        for variant in ("baseline", "block", "full"):
-            results[f"{substrate}/{variant}"] = r = measure(substrate, variant, args, device)
-            r["mfu"] = r["flops_per_step"] / r["step_s"] / peak
-            print(f"{substrate:7s} {variant:8s} step {1e3 * r['step_s']:8.2f} ms  "
-                  f"{r['images_per_s']:9.0f} img/s  300 epochs {r['projected_300ep_min']:8.1f} min  "
-                  f"MFU {r['mfu']:.3f}")
-    base = results["deit_s/baseline"]["step_s"]
-    summary = {
-        "device": name,
-        "matmul_flops_per_s": peak,
-        "batch": args.batch,
-        "compile": args.compile,
-        "smoke": args.smoke,
-        "torch": torch.__version__,
-        "deit_s_block_300ep_min": results["deit_s/block"]["projected_300ep_min"],
-        "block_ratio": results["deit_s/block"]["step_s"] / base,
-        "full_ratio": results["deit_s/full"]["step_s"] / base,
-        "mfu": results["deit_s/block"]["mfu"],
-        "runs": results,
-    }
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
-    out = Path(args.out or Path(__file__).parent / "results" / f"gpu-{slug}.json")
+    summary = benchmark(device, args.batch, args.steps, args.warmup, args.compile, args.smoke)
+    name = slug(summary["device"])
+    out = Path(args.out or Path(__file__).parent / "results" / f"gpu-train-{name}.json")
     if not args.smoke or args.out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"device={slug} deit_s_block_300ep_min={summary['deit_s_block_300ep_min']:.2f} "
+    print(f"device={name} deit_s_block_300ep_min={summary['deit_s_block_300ep_min']:.2f} "
           f"block_ratio={summary['block_ratio']:.3f} full_ratio={summary['full_ratio']:.3f} "
           f"mfu={summary['mfu']:.3f}")
 

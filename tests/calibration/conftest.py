@@ -1,8 +1,8 @@
 """Shared synthetic data for the calibration tests.
 
-``main_set`` follows calibration.md section 3.1: per-bin calibration gaps of both signs
-(underconfident middle bins, overconfident top bins), so binned metrics that bin differently
-cannot agree by accident.
+``main_set``: a 10-class model whose labels follow a tempered, shifted softmax, with per-bin
+calibration gaps of both signs (underconfident middle bins, overconfident top bins), so binned
+metrics that bin differently cannot agree by accident.
 """
 
 from __future__ import annotations

@@ -82,12 +82,22 @@ def test_kfold_predictions_come_from_the_other_folds(small):
 
 
 def test_cv_nll_curve_is_the_clipped_kfold_nll(small):
+    """Each fold is predicted from the others with Scott's bandwidth for the size it is fitted
+    on (not the whole split's), times the multiplier."""
     x, y, _ = small
     curve = cv_nll_curve(x, y, (0.5, 1.0, 2.0), k=5, seed=0)
-    h = scott_factor(len(y), 2)
+    folds = kfold_ids(len(y), 5, 0)
     for v, mu in zip(curve, (0.5, 1.0, 2.0)):
-        p = np.clip(nw_kfold(x, y, h * mu, k=5, seed=0), 1e-6, 1 - 1e-6)
+        p = np.empty(len(y))
+        for f in range(5):
+            held = folds == f
+            h = scott_factor(int((~held).sum()), 2) * mu
+            p[held] = nw_predict(x[~held], y[~held], x[held], h)
+        p = np.clip(p, 1e-6, 1 - 1e-6)
         assert v == pytest.approx(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)), rel=1e-12)
+    whole = np.clip(nw_kfold(x, y, scott_factor(len(y), 2), k=5, seed=0), 1e-6, 1 - 1e-6)
+    assert curve[1] != pytest.approx(-np.mean(y * np.log(whole) + (1 - y) * np.log(1 - whole)),
+                                     rel=1e-9)
 
 
 def test_scott_factor_matches_gaussian_kde():

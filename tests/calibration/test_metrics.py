@@ -17,6 +17,7 @@ from arcal.calibration import (
     ece,
     mce,
     nll,
+    nll_logits,
     smooth_ece,
     tertile_ece,
     top_label,
@@ -49,7 +50,7 @@ def test_ece_and_mce_match_netcal_and_recorded_values(main_set):
     ref_mce = _quiet(netcal_metrics.MCE(bins=15).measure, c, z)
     assert ece(c, z) == pytest.approx(ref_ece, abs=1e-12)
     assert mce(c, z, min_count=1) == pytest.approx(ref_mce, abs=1e-12)
-    # numbers recorded in research/calibration.md section 3.1 for this generator
+    # reference numbers recorded for this generator when the suite was written
     assert ece(c, z) == pytest.approx(0.100817156978, abs=1e-11)
     assert mce(c, z, min_count=1) == pytest.approx(0.330995363918, abs=1e-11)
     # multiclass probabilities through netcal give the same top-label ECE
@@ -90,6 +91,20 @@ def test_nll_and_brier_match_sklearn(main_set):
     assert binary_brier(c, z) == pytest.approx(sk_metrics.brier_score_loss(z, c), rel=1e-12)
 
 
+def test_nll_from_logits_is_exact_where_probabilities_underflow(main_set):
+    """nll_logits equals scikit-learn's log_loss on ordinary logits, and keeps the full penalty of
+    a confidently wrong prediction, which probabilities (and log_loss's eps clip) cannot."""
+    labels = list(range(main_set.logits.shape[1]))
+    ref = sk_metrics.log_loss(main_set.labels, main_set.probs, labels=labels)
+    assert nll_logits(main_set.logits, main_set.labels) == pytest.approx(ref, rel=1e-12)
+    logits = np.array([[0.0, 800.0], [3.0, 0.0]])
+    y = np.array([0, 0])
+    exact = (800.0 + np.log1p(np.exp(-800.0)) + np.log1p(np.exp(-3.0))) / 2
+    assert nll_logits(logits, y) == pytest.approx(exact, rel=1e-15)
+    capped = nll(np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)), y)
+    assert capped < 20  # what the probability version can report at most for row 0
+
+
 def test_tertile_ece_matches_netcal_dece_map(main_set):
     c, z, r = main_set.conf, main_set.correct, main_set.route
     u = (rankdata(r, method="ordinal") - 0.5) / r.shape[0]
@@ -110,7 +125,7 @@ def test_tertile_ece_constant_and_reversed_feature(main_set):
     assert rev.values == fwd.values[::-1]
 
 
-# ---- edge sets A, B, C of calibration.md section 3.2 ------------------------------------------
+# ---- edge sets A, B, C: values on and around the bin edges ------------------------------------
 
 def test_edge_set_a_values_on_every_edge():
     rng = np.random.default_rng(0)

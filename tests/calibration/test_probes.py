@@ -21,6 +21,7 @@ from arcal.calibration import (
     matched_width,
     mlp_param_count,
     score_confidence,
+    tertile_ece,
 )
 
 
@@ -221,6 +222,14 @@ def test_score_confidence(test_split):
     assert list(s) == list(METRICS)
     assert s["ece"] == pytest.approx(ece(conf, test_split.correct))
     assert set(score_confidence(conf, test_split.correct)) == {"ece", "smooth_ece", "nll", "brier"}
+    for name in ("depth_var", "r_agg"):
+        t = tertile_ece(conf, test_split.correct, getattr(test_split, name))
+        assert [s[f"tertile_ece_{name}_{p}"] for p in ("low", "mid", "high")] == list(t.values)
+        assert s[f"tertile_ece_{name}"] == t.worst == max(t.values)
+    ten = score_confidence(conf, test_split.correct, depth_var=test_split.depth_var, n_bins=10)
+    assert ten["ece"] == pytest.approx(ece(conf, test_split.correct, n_bins=10))
+    assert ten["tertile_ece_depth_var"] == pytest.approx(
+        tertile_ece(conf, test_split.correct, test_split.depth_var, n_bins=10).worst)
 
 
 def test_bandwidth_sweep_rows(calib, test_split):
@@ -242,3 +251,17 @@ def test_bandwidth_sweep_rows(calib, test_split):
     assert oracle["value"] == min(grid_ece)
     with pytest.raises(ValueError, match="probe"):
         bandwidth_sweep(calib, test_split, "mlp-full")
+
+
+def test_n_bins_reaches_the_oracle_and_the_sweep(calib, test_split):
+    """The oracle minimises the ECE of the configured number of bins, everywhere it is used."""
+    rows = bandwidth_sweep(calib, test_split, "nw-conf", seed=0, n_bins=4)
+    grid = {r["multiplier"]: r["value"] for r in rows if r["rule"] == "grid" and r["metric"] == "ece"}
+    preds = make_probe("nw-conf", rule="scott").fit(calib).predict_grid(test_split, CV_MULTIPLIERS)
+    for m, p in zip(CV_MULTIPLIERS, preds):
+        assert grid[m] == pytest.approx(ece(p, test_split.correct, n_bins=4))
+    oracle = make_probe("nw-conf", rule="oracle", n_bins=4).fit(calib)
+    oracle.predict(test_split)
+    assert oracle.multiplier_ == min(grid, key=grid.get)
+    row = [r for r in rows if r["rule"] == "oracle" and r["metric"] == "ece"][0]
+    assert row["multiplier"] == oracle.multiplier_

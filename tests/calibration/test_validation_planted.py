@@ -53,8 +53,11 @@ Y = np.array([0, 1, 1, 1])
         (lambda: cal.make_probe("raw").fit("not inputs"), "train"),
         (lambda: cal.make_probe("mlp-full", width=0), "width"),
         (lambda: cal.make_probe("nw-conf", multiplier=-1.0), "multiplier"),
-        (lambda: cal.planted_correctness(C, R, 2.0, np.random.default_rng(0)), "delta"),
-        (lambda: cal.planted_correctness(C, R, 0.1, 0), "rng"),
+        (lambda: cal.planted_correctness(C, C, R, np.nan, np.random.default_rng(0)), "delta"),
+        (lambda: cal.planted_correctness(C, C, R, 0.1, 0), "rng"),
+        (lambda: cal.planted_probability(C + 0.5, C, R, 0.1), "base"),
+        (lambda: cal.permutation_test(C, Z, R, method="exact"), "method"),
+        (lambda: cal.ConfidenceMap().fit(C, Z[:3]), "correct"),
         (lambda: cal.score_confidence(C + 0.5, Z), "conf_hat"),
     ],
 )
@@ -68,29 +71,22 @@ def test_boolean_and_integer_inputs_are_accepted():
     assert cal.nll(P, Y.astype(np.int32)) == cal.nll(P, Y)
 
 
-def test_centred_rank():
-    s = cal.centred_rank(np.array([3.0, 1.0, 2.0, 2.0]))
-    np.testing.assert_allclose(s, [0.75, -0.75, 0.0, 0.0])
-    assert cal.centred_rank(np.arange(1000.0)).mean() == pytest.approx(0.0, abs=1e-12)
-    np.testing.assert_array_equal(cal.centred_rank(np.ones(5)), np.zeros(5))
-
-
 def test_planted_correctness_has_the_planted_conditional_rate():
+    """P(z' = 1) = expit(logit(base) + delta * s) with s the within-bin centred rank."""
     rng = np.random.default_rng(0)
     n = 200_000
     c = rng.uniform(0.3, 0.7, n)
+    base = 0.5 + 0.5 * (c - 0.5)  # an underconfident model's map
     r = rng.normal(size=n)
-    z = cal.planted_correctness(c, r, 0.2, rng)
-    s = cal.centred_rank(r)
+    z = cal.planted_correctness(base, c, r, 1.0, rng, n_bins=3)
+    s = cal.within_bin_rank(c, r, n_bins=3)
+    expected = 1.0 / (1.0 + np.exp(-(np.log(base / (1 - base)) + s)))
     for lo, hi in ((-1, -0.5), (-0.1, 0.1), (0.5, 1)):
         sel = (s >= lo) & (s < hi)
-        assert z[sel].mean() == pytest.approx(np.mean(c[sel] + 0.2 * s[sel]), abs=0.01)
-    z0 = cal.planted_correctness(c, r, 0.0, np.random.default_rng(1))
-    assert abs(z0.mean() - c.mean()) < 0.005
-    # clipping: with c near 1 the rate cannot exceed 1
-    z1 = cal.planted_correctness(np.full(1000, 0.99), np.arange(1000.0), 0.5, rng)
-    assert set(np.unique(z1)) <= {0.0, 1.0}
+        assert z[sel].mean() == pytest.approx(expected[sel].mean(), abs=0.01)
+    z0 = cal.planted_correctness(base, c, r, 0.0, np.random.default_rng(1))
+    assert abs(z0.mean() - base.mean()) < 0.005
     # deterministic for a given generator state
-    a = cal.planted_correctness(c[:100], r[:100], 0.1, np.random.default_rng(5))
-    b = cal.planted_correctness(c[:100], r[:100], 0.1, np.random.default_rng(5))
+    a = cal.planted_correctness(base[:100], c[:100], r[:100], 0.1, np.random.default_rng(5))
+    b = cal.planted_correctness(base[:100], c[:100], r[:100], 0.1, np.random.default_rng(5))
     np.testing.assert_array_equal(a, b)

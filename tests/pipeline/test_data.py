@@ -13,6 +13,7 @@ from arcal.data import (
     Batches,
     DatasetError,
     augment,
+    check_npz_labels,
     load_dataset,
     load_splits,
     make_splits,
@@ -111,6 +112,63 @@ def test_npz_dataset_rejects_float_images(tmp_path: Path) -> None:
     )
     with pytest.raises(DatasetError, match="uint8"):
         load_dataset("f", str(tmp_path / "f.npz"), kind="npz")
+
+
+def _labelled_npz(path: Path, y_train: np.ndarray, y_test: np.ndarray, **extra) -> Path:
+    x = np.zeros((len(y_train), 8, 8), np.uint8)
+    np.savez(path, x_train=x, y_train=y_train, x_test=x[: len(y_test)], y_test=y_test, **extra)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("y_train", "y_test", "extra", "message"),
+    [
+        # a stray id in one split would silently make an extra class
+        (np.r_[np.arange(10).repeat(3), 10], np.arange(10).repeat(2), {},
+         r"not every id occurs in both splits: 10 \(1 in y_train, 0 in y_test\)"),
+        (np.arange(10).repeat(3), np.r_[np.arange(10), 10], {}, r"10 \(0 in y_train, 1 in y_test\)"),
+        (np.arange(4).repeat(3) + 0.5, np.arange(4) + 0.5, {}, r"y_train must hold integer class ids, got "
+         r"dtype float64 .*truncated"),
+        (np.arange(4).repeat(3)[:, None], np.arange(4)[:, None], {},
+         r"y_train must have shape \(12,\).* got \(12, 1\); flatten it with y.ravel\(\)"),
+        (np.zeros(12, int), np.zeros(4, int), {}, "y_train holds a single class"),
+        (np.arange(4).repeat(3), np.arange(4) - 1, {}, "y_test holds negative class ids"),
+        (np.arange(4).repeat(3), np.arange(4), {"classes": np.array(["a", "b", "c"])},
+         r"y_train holds class id 3, but `classes` names 3 classes"),
+    ],
+    ids=["stray-train-id", "stray-test-id", "float", "column", "one-class", "negative", "classes"],
+)
+def test_npz_labels_are_checked(tmp_path: Path, y_train, y_test, extra, message) -> None:
+    path = _labelled_npz(tmp_path / "d.npz", y_train, y_test, **extra)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset("mine", str(path), kind="npz")
+    with pytest.raises(DatasetError, match=message):  # the same check without the images
+        check_npz_labels(str(path))
+
+
+def test_npz_classes_array_allows_a_class_missing_from_a_split(tmp_path: Path) -> None:
+    path = _labelled_npz(tmp_path / "d.npz", np.arange(3).repeat(3), np.array([0, 1, 0]),
+                         classes=np.array(["a", "b", "c"]))
+    assert load_dataset("mine", str(path), kind="npz").classes == ["a", "b", "c"]
+
+
+def test_corrupt_splits_or_manifest_name_the_file(tmp_path: Path) -> None:
+    path = make_npz(tmp_path / "d.npz", n_train=40, n_test=30)
+    ds = load_dataset("d", str(path), kind="npz")
+    splits = tmp_path / "out" / "splits.npz"
+    write_splits(splits, ds, make_splits(40, 30, seed=1, n_calib=10, n_test=10), seed=1)
+    manifest = splits.with_name("manifest.json")
+    good = manifest.read_text()
+    manifest.write_text(good[:40])
+    with pytest.raises(ValueError, match=rf"manifest {manifest} is unreadable .*delete {splits.parent}"):
+        load_splits(splits, ds)
+    manifest.write_text("{}")
+    with pytest.raises(ValueError, match=rf"manifest {manifest} lacks the `sha256` checksums"):
+        load_splits(splits, ds)
+    manifest.write_text(good)
+    splits.write_bytes(splits.read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"splits file {splits} is unreadable \(BadZipFile"):
+        load_splits(splits, ds)
 
 
 def _png(path: Path, value: int, mode: str = "L") -> None:

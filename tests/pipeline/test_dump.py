@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from arcal.dump import dump, load_model
-from arcal.io import DUMP_KEYS, load_dump
+from arcal.io import ATTENTION_KEYS, DUMP_KEYS, load_dump
 from arcal.train import CheckpointError, TrainConfig, train
 
 from pipeline_fixtures import needs_fashion_mnist, tiny_config
@@ -34,9 +34,9 @@ def dumps(trained, tiny_data, tmp_path_factory) -> dict[str, Path]:
 def test_dump_schema_of_a_routed_model(dumps) -> None:
     for split in ("calib", "test"):
         with np.load(dumps["full"] / f"{split}.npz") as z:
-            assert set(z.files) == set(DUMP_KEYS) | {"H_cls"}  # ViT: class token
+            assert set(z.files) == set(DUMP_KEYS) | {"H_cls"} | set(ATTENTION_KEYS)  # ViT: cls
             assert z["logits"].dtype == np.float32 and z["labels"].dtype == np.int64
-            for key in ("H", "V", "H_cls", "r_agg", "depth_var"):
+            for key in ("H", "V", "H_cls", "r_agg", "depth_var", "A", "attn_entropy"):
                 assert z[key].dtype == np.float32, key
             assert z["n_sources"].dtype == np.int64 and z["consumers"].dtype.kind == "U"
         d = load_dump(dumps["full"] / f"{split}.npz")
@@ -54,7 +54,31 @@ def test_baseline_dump_has_no_consumers(dumps) -> None:
     assert d.H.shape == (64, 0) and d.V.shape == (64, 0) and d.n_sources.shape == (0,)
     assert d.consumers.shape == (0,) and np.isnan(d.r_agg).all() and np.isnan(d.depth_var).all()
     with np.load(dumps["baseline"] / "test.npz") as z:
-        assert set(z.files) <= set(DUMP_KEYS) | {"H_cls"} and set(DUMP_KEYS) <= set(z.files)
+        assert set(z.files) <= set(DUMP_KEYS) | {"H_cls"} | set(ATTENTION_KEYS)
+        assert set(DUMP_KEYS) | set(ATTENTION_KEYS) <= set(z.files)
+
+
+@pytest.mark.parametrize("variant", ["baseline", "full"])
+def test_every_dump_records_the_attention_entropy_of_each_layer(dumps, variant) -> None:
+    """Baselines too: one normalised class-token entropy per attention layer (vit_demo: 4),
+    their mean, and the layer names; what the attention audit reads."""
+    d = load_dump(dumps[variant] / "test.npz")
+    assert d.A.shape == (64, 4) and list(d.attn_layers) == [f"blocks.{k}.attn" for k in range(4)]
+    assert ((d.A >= 0) & (d.A <= 1 + 1e-6)).all() and d.A.std() > 0
+    np.testing.assert_allclose(d.attn_entropy, d.A.mean(1), atol=1e-6)
+
+
+def test_a_dump_missing_part_of_the_attention_trace_is_refused(dumps, tmp_path) -> None:
+    with np.load(dumps["baseline"] / "test.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "attn_layers"}
+    np.savez(tmp_path / "test.npz", **arrays)
+    with pytest.raises(ValueError, match=r"test\.npz: the attention trace needs all of"):
+        load_dump(tmp_path / "test.npz")
+    arrays["attn_layers"] = np.array(["a", "b", "c", "d"])
+    arrays["A"] = arrays["A"] + 2.0
+    np.savez(tmp_path / "test.npz", **arrays)
+    with pytest.raises(ValueError, match="A must be finite normalised entropies"):
+        load_dump(tmp_path / "test.npz")
 
 
 def test_calib_and_test_dumps_hold_the_split_labels(dumps, tiny_data) -> None:
@@ -86,9 +110,22 @@ def test_snapshot_ensemble_averages_probabilities(dumps, trained) -> None:
     )  # log of averaged probabilities
     single = load_dump(dumps["full"] / "test.npz")  # epoch 3 = the last snapshot
     assert ens.H.shape == single.H.shape and not np.array_equal(ens.logits, single.logits)
+    assert ens.A.shape == single.A.shape and not np.array_equal(ens.A, single.A)
+    np.testing.assert_allclose(ens.attn_entropy, ens.A.mean(1), atol=1e-6)
     assert (dumps["full"] / "calib_ensemble.npz").exists()
-    with pytest.raises(ValueError, match="ensemble_k=5 but .* holds 3 snapshot"):
+    with pytest.raises(ValueError, match="ensemble_k=5 but the run of .* kept 3 snapshot"):
         dump(trained["full"] / "model.pt", None, dumps["full"] / "x", ensemble_k=5)
+
+
+def test_ensemble_refuses_a_snapshot_of_another_run(trained, tmp_path) -> None:
+    """A snapshot left in the folder by an earlier run (other weights key) is never averaged in."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained["full"], run)
+    shutil.copy2(trained["baseline"] / "snapshots" / "epoch3.pt", run / "snapshots" / "epoch3.pt")
+    with pytest.raises(CheckpointError, match=r"snapshot .*epoch3\.pt belongs to another training"):
+        dump(run / "model.pt", None, tmp_path / "dump", ensemble_k=2)
 
 
 def test_same_seed_gives_byte_identical_dumps(tiny_data, tmp_path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -64,30 +66,42 @@ def test_no_weight_decay_on_one_dimensional_parameters() -> None:
     assert any("query" in n for n in skipped) and "pos_embed" in skipped and "cls_token" in skipped
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(
-    tiny_data, tmp_path, monkeypatch
-) -> None:
-    cfg = tiny_config(tiny_data, epochs=3, crop_padding=2, flip=True, drop_path=0.1)
-    train(cfg, tmp_path / "straight")
-
+def _killed_after_checkpoint(cfg: TrainConfig, out: Path, epoch: int, monkeypatch) -> None:
+    """Train until the checkpoint of `epoch` is written, then die as a killed job would."""
     real_save = train_mod.atomic_torch_save
 
-    def save_then_die(path, obj):  # killed right after the checkpoint of epoch 2
+    def save_then_die(path, obj):
         real_save(path, obj)
-        if Path(path).name == "checkpoint.pt" and obj["epoch"] == 2:
+        if Path(path).name == "checkpoint.pt" and obj["epoch"] == epoch:
             raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(train_mod, "atomic_torch_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "resumed")
-    assert not (tmp_path / "resumed" / "model.pt").exists()
-    monkeypatch.setattr(train_mod, "atomic_torch_save", real_save)
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "atomic_torch_save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out)
+    assert (out / "checkpoint.pt").exists() and not (out / "model.pt").exists()
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(
+    tiny_data, tmp_path, monkeypatch, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="arcal.train")
+    cfg = tiny_config(
+        tiny_data, epochs=3, crop_padding=2, flip=True, drop_path=0.1, snapshot_stride=1
+    )
+    train(cfg, tmp_path / "straight")
+    _killed_after_checkpoint(cfg, tmp_path / "resumed", 2, monkeypatch)
     train(cfg, tmp_path / "resumed")
+    assert f"resuming {tmp_path / 'resumed'} from epoch 2 of 3" in caplog.text
 
     _assert_same_weights(tmp_path / "straight" / "model.pt", tmp_path / "resumed" / "model.pt")
     a, b = (pd.read_csv(tmp_path / r / "history.csv") for r in ("straight", "resumed"))
     assert list(a.columns) == HISTORY_COLUMNS and len(a) == 3
     pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    for epoch in (1, 2, 3):  # the snapshots written before the kill survive it
+        name = f"snapshots/epoch{epoch}.pt"
+        _assert_same_weights(tmp_path / "straight" / name, tmp_path / "resumed" / name)
+    assert not (tmp_path / "resumed" / "snapshots.partial").exists()
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tiny_data, tmp_path) -> None:
@@ -101,22 +115,99 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_data, tmp_path) ->
         _assert_same_weights(tmp_path / "a" / "model.pt", tmp_path / "c" / "model.pt")
 
 
-def test_truncated_checkpoint_is_an_error_not_a_silent_restart(tiny_data, tmp_path) -> None:
-    cfg = tiny_config(tiny_data, epochs=1)
-    train(cfg, tmp_path)
+def test_truncated_checkpoint_is_an_error_not_a_silent_restart(
+    tiny_data, tmp_path, monkeypatch
+) -> None:
+    cfg = tiny_config(tiny_data, epochs=2)
+    _killed_after_checkpoint(cfg, tmp_path, 1, monkeypatch)
     ckpt = tmp_path / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="corrupt or truncated.*delete it"):
         train(cfg, tmp_path)
 
 
-def test_checkpoint_of_another_config_is_refused(tiny_data, tmp_path) -> None:
-    train(tiny_config(tiny_data, epochs=1), tmp_path)
-    with pytest.raises(CheckpointError, match=r"lr: 0\.003 -> 0\.001.*delete it"):
-        train(tiny_config(tiny_data, epochs=1, lr=1e-3), tmp_path)
-    train(
-        tiny_config(tiny_data, epochs=1, eval_batch_size=16), tmp_path
-    )  # harmless change: resumes
+def test_checkpoint_of_other_settings_is_removed_and_training_starts_afresh(
+    tiny_data, tmp_path, monkeypatch, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="arcal.train")
+    _killed_after_checkpoint(
+        tiny_config(tiny_data, epochs=2, snapshot_stride=1), tmp_path / "run", 1, monkeypatch
+    )
+    new = tiny_config(tiny_data, epochs=2, lr=1e-3, snapshot_stride=1)
+    train(new, tmp_path / "run")
+    assert "resuming" not in caplog.text
+    assert re.search(r"checkpoint .*checkpoint\.pt is not resumed: it was written for other weights "
+                     r"\(lr: 0\.003 -> 0\.001\); removed it, training from scratch", caplog.text)
+    train(new, tmp_path / "fresh")  # the same as a run that never saw the old checkpoint
+    _assert_same_weights(tmp_path / "run" / "model.pt", tmp_path / "fresh" / "model.pt")
+    for name in ("model.pt", "snapshots/epoch1.pt"):
+        assert torch.load(tmp_path / "run" / name, weights_only=False)["train_config"]["lr"] == 1e-3
+
+
+def test_changes_that_do_not_change_the_weights_resume(
+    tiny_data, tmp_path, monkeypatch, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="arcal.train")
+    _killed_after_checkpoint(tiny_config(tiny_data, epochs=2), tmp_path, 1, monkeypatch)
+    train(tiny_config(tiny_data, epochs=2, eval_batch_size=16, threads=2), tmp_path)
+    assert f"resuming {tmp_path} from epoch 1 of 2" in caplog.text
+
+
+def test_changed_model_code_or_data_is_named_and_restarts(
+    tiny_data, tmp_path, monkeypatch, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="arcal.train")
+    cfg = tiny_config(tiny_data, epochs=2)
+    _killed_after_checkpoint(cfg, tmp_path, 1, monkeypatch)
+    real = train_mod.code_digests()
+    monkeypatch.setattr(
+        train_mod, "code_digests", lambda: {**real, "arcal/models/attnres.py": "fixed"}
+    )
+    train(cfg, tmp_path)
+    assert "other weights (the code of arcal/models/attnres.py)" in caplog.text
+    assert "resuming" not in caplog.text
+
+
+def test_finished_run_keeps_no_checkpoint_unless_asked_and_a_rerun_retrains(
+    tiny_data, tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="arcal.train")
+    train(tiny_config(tiny_data, epochs=2), tmp_path / "plain")
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == [
+        "history.csv", "model.pt", "snapshots"
+    ]
+    cfg = tiny_config(tiny_data, epochs=2, keep_checkpoint=True)
+    train(cfg, tmp_path / "kept")
+    ckpt = torch.load(tmp_path / "kept" / "checkpoint.pt", weights_only=False)
+    assert ckpt["epoch"] == 2 and "optimizer" in ckpt
+    model = torch.load(tmp_path / "kept" / "model.pt", weights_only=False)
+    assert ckpt["key"] == model["key"]
+
+    caplog.clear()
+    (tmp_path / "kept" / "model.pt").unlink()  # what Snakemake does before a forced rerun
+    train(cfg, tmp_path / "kept")
+    assert "it is the checkpoint of a finished run (epoch 2 of 2)" in caplog.text
+    assert "resuming" not in caplog.text
+    trained_epochs = [r for r in caplog.records if ": epoch " in r.getMessage()]
+    assert len(trained_epochs) == 2  # both epochs trained again
+    _assert_same_weights(tmp_path / "plain" / "model.pt", tmp_path / "kept" / "model.pt")
+
+
+def test_a_rerun_after_a_code_fix_gets_the_fixed_model(tiny_data, tmp_path, monkeypatch) -> None:
+    """Issue 13's first trap: rerunning a finished run must retrain, not return the old weights."""
+    cfg = tiny_config(tiny_data, epochs=1)
+    train(cfg, tmp_path)
+    before = _weights(tmp_path / "model.pt")
+    real_build = train_mod.build_model
+
+    def fixed_build(cfg, ds):  # a "bug fix" that changes the initial weights
+        torch.manual_seed(12345)
+        return real_build(cfg, ds)
+
+    monkeypatch.setattr(train_mod, "build_model", fixed_build)
+    train(cfg, tmp_path)
+    after = _weights(tmp_path / "model.pt")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
 def test_non_finite_loss_names_epoch_and_step(tiny_data, tmp_path, monkeypatch) -> None:

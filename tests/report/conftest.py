@@ -26,6 +26,7 @@ def summary_dir(
     out = tmp_path_factory.mktemp("summary")
     aggregate(root, cells, out)
     syn.write_planted(out, cells)
+    syn.write_attention(out, cells)
     syn.write_temporal(out, cells)
     return out
 
@@ -45,6 +46,7 @@ def baseline_only_summary(
     baseline = [c for c in cells if "/baseline/" in c]
     aggregate(root, baseline, out)
     syn.write_planted(out, baseline)
+    syn.write_attention(out, baseline)
     syn.write_temporal(out, [])
     return out
 
@@ -63,6 +65,7 @@ def small_grid_summary(
     ]
     aggregate(root, keep, out)
     syn.write_planted(out, keep)
+    syn.write_attention(out, keep)
     syn.write_temporal(out, keep)
     return out
 

@@ -1,9 +1,11 @@
-"""A small synthetic results tree in the exact per-cell formats of DESIGN section 4.
+"""A small synthetic results tree in the exact per-cell formats the analysis stages write.
 
 Grid: 2 datasets x 2 substrates x {baseline, block, full} x 3 seeds. Values are deterministic and
 chosen so tests can check aggregation by hand: every raw metric is ``base + 0.01 * seed`` (mean over
-seeds 0, 1, 2 = base + 0.01, sample std = 0.01), and the permutation p-values contain exactly
-``N_SMALL_P`` tests at p = 0.0002 and ``N_MID_P`` at p = 0.03 among larger ones.
+seeds 0, 1, 2 = base + 0.01, sample std = 0.01). Permutation tests: among the residualised ones
+exactly ``N_SMALL_P`` at p = 0.0002 and ``N_MID_P`` at p = 0.03, and ``N_NOT_RUN`` that could not
+run; among the paper's (within-bin) ones ``N_SMALL_P_PAPER`` and ``N_MID_P_PAPER``; all other
+p-values are larger than 0.1.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DATASETS = ("fashion_mnist", "cifar10")
+DATASETS = ("fashion-mnist", "cifar10")
 SUBSTRATES = ("vit_demo", "swin_demo")
 VARIANTS = ("baseline", "block", "full")
 SEEDS = (0, 1, 2)
@@ -32,10 +34,15 @@ PROBES = (
     "mlp-shuffled",
 )
 NW_PROBES = ("nw-conf", "nw-entropy", "nw-ragg", "ar-condcal")
-PROBE_METRICS = ("ece", "tertile_ece_depth_var", "tertile_ece_r_agg", "smooth_ece", "nll", "brier")
+PROBE_METRICS = (
+    "ece",
+    *(f"tertile_ece_{f}{part}" for f in ("depth_var", "r_agg") for part in ("", "_low", "_mid", "_high")),
+    "smooth_ece", "nll", "brier",
+)  # arcal.calibration.METRICS
 SCOTT = (0.25, 0.5, 1.0, 2.0, 4.0)
 CV_GRID = tuple(float(0.25 * 2.0 ** (i / 3)) for i in range(13))  # arcal.calibration.CV_MULTIPLIERS
-N_SMALL_P, N_MID_P = 3, 2
+N_SMALL_P, N_MID_P, N_NOT_RUN = 3, 2, 1
+N_SMALL_P_PAPER, N_MID_P_PAPER = 6, 4
 
 #: base value of each raw-model metric (before + 0.01 * seed and the dataset/variant offsets)
 METRIC_BASE = {
@@ -82,7 +89,8 @@ def _csv(df: pd.DataFrame, path: Path) -> None:
 
 def write_tree(root: Path) -> list[str]:
     """Write the synthetic tree under ``root`` and return the list of cells."""
-    p_small_left, p_mid_left = N_SMALL_P, N_MID_P
+    plan = {"residualised": [0.0002] * N_SMALL_P + [0.03] * N_MID_P + [np.nan] * N_NOT_RUN,
+            "within-bin": [0.0002] * N_SMALL_P_PAPER + [0.03] * N_MID_P_PAPER}
     for i, cell in enumerate(cells()):
         dataset, substrate, variant, seed_s = cell.split("/")
         seed = int(seed_s[4:])
@@ -183,27 +191,28 @@ def write_tree(root: Path) -> list[str]:
         _csv(pd.DataFrame(rows), root / "probes" / f"{cell}.csv")
         prow, nulls = [], {}
         for feature in ("r_agg", "depth_var"):
-            if p_small_left > 0:
-                p, p_small_left = 0.0002, p_small_left - 1
-            elif p_mid_left > 0:
-                p, p_mid_left = 0.03, p_mid_left - 1
-            else:
-                p = round(0.1 + 0.8 * rng.uniform(), 4)
-            null = rng.gamma(4.0, 0.004, N_PERM)
-            observed = float(np.quantile(null, 1 - p))
-            prow.append(
-                {
-                    "feature": feature,
-                    "n_bins_used": 8,
-                    "max_gap": round(0.1 + 0.01 * seed, 6),
-                    "weighted_gap": round(0.02 + 0.001 * seed, 6),
-                    "p_value": p,
-                    "n_perm": N_PERM,
-                    "reject": p <= 0.05,
-                }
-            )
-            nulls[feature] = null
-            nulls[f"observed_{feature}"] = np.array(observed)
+            for method in ("residualised", "within-bin"):
+                p = plan[method].pop(0) if plan[method] else round(0.1 + 0.8 * rng.uniform(), 4)
+                ran = not np.isnan(p)
+                null = rng.gamma(4.0, 0.004, N_PERM) if ran else np.empty(0)
+                observed = float(np.quantile(null, 1 - p)) if ran else np.nan
+                prow.append(
+                    {
+                        "feature": feature,
+                        "method": method,
+                        "ran": ran,
+                        "n_bins_used": 8 if ran else 0,
+                        "max_gap": round(0.1 + 0.01 * seed, 6) if ran else np.nan,
+                        "weighted_gap": round(0.02 + 0.001 * seed, 6) if ran else np.nan,
+                        "p_value": p,
+                        "p_value_max": 0.5 if ran else np.nan,
+                        "n_perm": N_PERM,
+                        "reject": (p <= 0.05) if ran else pd.NA,
+                    }
+                )
+                nulls[f"{method}/{feature}"] = null
+                nulls[f"{method}/{feature}/max"] = null * 3 if ran else null
+                nulls[f"{method}/observed_{feature}"] = np.array(observed)
         _csv(pd.DataFrame(prow), root / "permutation" / f"{cell}.csv")
         np.savez(root / "permutation" / f"{cell}.null.npz", **nulls)
         brow = []
@@ -265,19 +274,23 @@ def write_tree(root: Path) -> list[str]:
 
 
 def write_planted(out: Path, cells: list[str]) -> None:
-    """`planted.csv` as the planted_summary rule writes it: for each AttnRes cell, 8 repetitions
-    per delta with a rejection rate that grows with delta and an ECE gain that grows with it."""
+    """`planted.csv` as the planted_summary rule writes it: for each AttnRes cell and test, 8
+    repetitions per delta with a rejection rate that grows with delta (the paper's test rejecting
+    more often at every delta) and an ECE gain that grows with it."""
     from arcal.analysis.planted import COLUMNS, summarise
 
     frames = {}
     for i, cell in enumerate(c for c in cells if "/baseline/" not in c):
         rng = np.random.default_rng(i)
         rows = []
-        for delta in (0.0, 0.05, 0.2):
+        for delta in (0.0, 0.5, 2.0):
+            achieved = 0.05 * delta + 0.001 * i
             for rep in range(8):
-                reject = bool(rng.random() < 0.05 + 4 * delta)
-                gain = 0.1 * delta + 0.002 * rng.normal()
-                rows.append(("depth_var", delta, rep, 0.5, reject, 0.05, 0.05 - gain, gain))
+                gain = 0.02 * delta + 0.002 * rng.normal()
+                for method, boost in (("residualised", 0.0), ("within-bin", 0.3)):
+                    reject = bool(rng.random() < 0.05 + boost + 0.2 * delta)
+                    rows.append(("depth_var", delta, achieved, rep, method, True, 0.5, reject,
+                                 "ar-condcal", 0.05, 0.05 - gain, gain))
         frames[cell] = pd.DataFrame(rows, columns=COLUMNS)
     table = summarise(frames) if frames else pd.DataFrame(columns=summarise({}).columns)
     _csv(table, out / "planted.csv")
@@ -295,7 +308,53 @@ def write_temporal(out: Path, cells: list[str]) -> None:
                               "value": [0.85 + 0.01 * seed, 0.05, 0.40]})
         ensemble = final.assign(value=final["value"] * [1.01, 0.5, 0.9])
         perm = None if "/baseline/" in cell else pd.DataFrame(
-            {"feature": ["r_agg", "depth_var"], "p_value": [0.3 + 0.1 * seed, 0.6]})
+            {"feature": ["r_agg", "depth_var", "r_agg"], "p_value": [0.3 + 0.1 * seed, 0.6, 0.01],
+             "method": ["residualised", "residualised", "within-bin"]})
         frames.append(temporal_rows(cell, final, ensemble, perm))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     _csv(table, out / "temporal.csv")
+
+
+ATTENTION_PROBES = ("raw", "nw-conf", "nw-attn_entropy", "linear-conf", "mlp-conf@A",
+                    "mlp-full@A", "mlp-shuffled@A")
+
+
+def write_attention(out: Path, cells: list[str]) -> None:
+    """`attention_permutation.csv` and `attention_probes.csv` as the attention_summary rule
+    writes them, for the baseline cells: attention entropy rejected by the paper's test in seed 0
+    only, nw-attn_entropy within the nw-conf band."""
+    import tempfile
+
+    from arcal.audit.attention import write_summaries
+
+    base = [c for c in cells if "/baseline/" in c]
+    perm_paths, probe_paths = [], []
+    tmp = Path(tempfile.mkdtemp(prefix="attention-cells-"))
+    for cell in base:
+        seed = int(cell.rsplit("seed", 1)[1])
+        d = tmp / cell
+        d.mkdir(parents=True, exist_ok=True)
+        rows = [{"feature": "attn_entropy", "method": m, "ran": True, "n_bins_used": 9,
+                 "max_gap": 0.08 + 0.01 * seed, "weighted_gap": 0.015 + 0.002 * seed,
+                 "p_value": p, "p_value_max": 0.4, "n_perm": N_PERM, "reject": p <= 0.05}
+                for m, p in (("residualised", 0.3 + 0.1 * seed),
+                             ("within-bin", 0.01 if seed == 0 else 0.2))]
+        pd.DataFrame(rows).to_csv(d / "permutation.csv", index=False)
+        rows = []
+        for j, probe in enumerate(ATTENTION_PROBES):
+            nw = probe.startswith("nw-")
+            for metric in ("ece", "tertile_ece_attn_entropy", "tertile_ece_attn_entropy_low",
+                           "tertile_ece_attn_entropy_mid", "tertile_ece_attn_entropy_high",
+                           "smooth_ece", "nll", "brier"):
+                rows.append({"probe": probe, "bandwidth_rule": "cv-nll" if nw else "none",
+                             "multiplier": 1.0 if nw else np.nan, "metric": metric,
+                             "value": round(0.02 + 0.001 * j + 0.002 * seed
+                                            + (0.4 if metric in ("nll", "brier") else 0), 6),
+                             "n_params": 2 if nw else 100})
+        pd.DataFrame(rows).to_csv(d / "probes.csv", index=False)
+        perm_paths.append(d / "permutation.csv")
+        probe_paths.append(d / "probes.csv")
+    write_summaries(base, {"attention_permutation.csv": perm_paths,
+                           "attention_probes.csv": probe_paths},
+                    {"attention_permutation.csv": out / "attention_permutation.csv",
+                     "attention_probes.csv": out / "attention_probes.csv"})

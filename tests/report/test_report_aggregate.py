@@ -74,11 +74,20 @@ def test_permutation_rejections_and_bh_on_known_p_values(summary_dir: Path) -> N
     from statsmodels.stats.multitest import multipletests
 
     perm = pd.read_csv(summary_dir / "permutation.csv")
-    assert len(perm) == 2 * 2 * 2 * 3 * 2
-    assert int(perm["reject"].sum()) == syn.N_SMALL_P + syn.N_MID_P
-    assert int(perm["reject_bh"].sum()) == syn.N_SMALL_P
-    ref_reject = multipletests(perm["p_value"], alpha=0.05, method="fdr_bh")[0]
-    np.testing.assert_array_equal(perm["reject_bh"], ref_reject)
+    assert len(perm) == 2 * 2 * 2 * 3 * 2 * 2  # datasets, substrates, variants, seeds, features, tests
+    for method, small, mid, not_run in (
+        ("residualised", syn.N_SMALL_P, syn.N_MID_P, syn.N_NOT_RUN),
+        ("within-bin", syn.N_SMALL_P_PAPER, syn.N_MID_P_PAPER, 0),
+    ):
+        sub = perm[perm["method"] == method]
+        ran = sub[sub["ran"]]
+        assert len(sub) - len(ran) == not_run
+        # a test that did not run is neither a rejection nor in the BH family
+        assert sub.loc[~sub["ran"], ["reject", "reject_bh"]].isna().all().all()
+        assert int(ran["reject"].sum()) == small + mid
+        assert int(ran["reject_bh"].sum()) == small
+        ref_reject = multipletests(ran["p_value"], alpha=0.05, method="fdr_bh")[0]
+        np.testing.assert_array_equal(ran["reject_bh"].astype(bool), ref_reject)
     assert (perm["bh_alpha"] == 0.05).all()
 
 
@@ -88,7 +97,7 @@ def test_reliability_pools_seeds_and_matches_the_dumps(
     root, _ = results_tree
     rel = pd.read_csv(summary_dir / "reliability.csv")
     grp = rel[
-        (rel["dataset"] == "fashion_mnist")
+        (rel["dataset"] == "fashion-mnist")
         & (rel["substrate"] == "swin_demo")
         & (rel["variant"] == "full")
     ]
@@ -101,7 +110,7 @@ def test_reliability_pools_seeds_and_matches_the_dumps(
     edges = np.linspace(0, 1, 16)
     high = np.zeros(15, dtype=int)  # bin counts of each seed's top third by depth_var, pooled
     for seed in syn.SEEDS:
-        with np.load(root / "dumps" / f"fashion_mnist/swin_demo/full/seed{seed}" / "test.npz") as d:
+        with np.load(root / "dumps" / f"fashion-mnist/swin_demo/full/seed{seed}" / "test.npz") as d:
             p = np.exp(d["logits"].astype(float))
             c = (p / p.sum(axis=1, keepdims=True)).max(axis=1)
             top = np.argsort(d["depth_var"], kind="stable")[-syn.N_TEST // 3 :]
@@ -116,7 +125,7 @@ def test_reliability_pools_seeds_and_matches_the_dumps(
     np.testing.assert_array_equal(got, high)
     conf, correct = [], []
     for seed in syn.SEEDS:
-        with np.load(root / "dumps" / f"fashion_mnist/swin_demo/full/seed{seed}" / "test.npz") as d:
+        with np.load(root / "dumps" / f"fashion-mnist/swin_demo/full/seed{seed}" / "test.npz") as d:
             p = np.exp(d["logits"].astype(float))
             p /= p.sum(axis=1, keepdims=True)
             conf.append(p.max(axis=1))
@@ -135,11 +144,11 @@ def test_reliability_pools_seeds_and_matches_the_dumps(
 def test_nulls_keep_every_test(results_tree: tuple[Path, list[str]], summary_dir: Path) -> None:
     root, _ = results_tree
     nulls = load_nulls(summary_dir / "permutation_nulls.npz")
-    assert len(nulls) == 2 * 2 * 2 * 3 * 2 * 2
+    assert len(nulls) == 2 * 2 * 2 * 3 * 2 * 2 * 3  # ... features, tests, (null, max, observed)
     cell = "cifar10/swin_demo/block/seed1"
     with np.load(root / "permutation" / f"{cell}.null.npz") as z:
-        np.testing.assert_array_equal(nulls[f"{cell}/r_agg"], z["r_agg"])
-        assert float(nulls[f"{cell}/observed_depth_var"]) == float(z["observed_depth_var"])
+        for key in ("residualised/r_agg", "within-bin/r_agg/max", "residualised/observed_depth_var"):
+            np.testing.assert_array_equal(nulls[f"{cell}/{key}"], z[key])
 
 
 def test_routing_profiles_drop_nan_padding(summary_dir: Path) -> None:

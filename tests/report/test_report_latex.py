@@ -22,6 +22,15 @@ def test_display_names_fall_back_to_escaped_raw_names() -> None:
     assert display_name("my_new_set") == r"my\_new\_set"
 
 
+def test_every_built_in_dataset_has_its_display_name() -> None:
+    """Display names are keyed by the dataset names the config uses (arcal.data.KINDS)."""
+    from arcal.data import KINDS
+
+    assert {display_name(k) for k in KINDS if k not in ("folder", "npz")} == {
+        "Fashion-MNIST", "CIFAR-10", "CIFAR-100", "Tiny-ImageNet"
+    }
+
+
 @pytest.mark.parametrize(
     ("stat", "digits", "expected"),
     [

@@ -64,7 +64,8 @@ def test_paper_builds_from_synthetic_results(
             check=True,
         ).stdout
         text = " ".join(text.split())
-        assert "Over 48 permutation tests, 5 reject at their level and 3 survive" in text
+        assert ("Of 48 (model, feature) pairs, the residualised test ran on 47, of which 5 reject "
+                "at their level and 3 survive") in text
 
 
 @needs_latexmk
@@ -88,3 +89,26 @@ def test_main_tex_quotes_no_hand_typed_statistics(summary_dir: Path) -> None:
     local = set(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", source))
     assert used and used <= generated | local, sorted(used - generated - local)
     assert len(used & generated) >= 20
+
+
+def _overfull(table: str, summary: Path, tmp_path: Path) -> list[str]:
+    """Overfull boxes of `table` typeset alone under main.tex's preamble (its page geometry)."""
+    preamble = (REPO / "paper" / "main.tex").read_text().split("\\begin{document}")[0]
+    for name in ("numbers", table):
+        render_table(name, summary, tmp_path / "tables" / f"{name}.tex")
+    (tmp_path / "doc.tex").write_text(
+        preamble + f"\\begin{{document}}\n\\input{{tables/{table}}}\n\\end{{document}}\n"
+    )
+    proc = subprocess.run(
+        [LATEXMK, "-pdf", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+    return re.findall(r"Overfull \\hbox \([\d.]+pt too wide\)", log)
+
+
+@needs_latexmk
+@pytest.mark.parametrize("table", [name for name in TABLES if name != "numbers"])
+def test_every_table_fits_the_text_width(table: str, summary_dir: Path, tmp_path: Path) -> None:
+    assert _overfull(table, summary_dir, tmp_path) == []

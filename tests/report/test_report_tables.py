@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import jinja2
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,10 +46,13 @@ def test_secondary_table(summary_dir: Path) -> None:
 
 
 def test_permutation_table_counts(summary_dir: Path) -> None:
+    """Both tests side by side: rejections among the tests that ran, BH within each test's family,
+    and the test that could not run in its own column, counted nowhere else."""
     text = render_string("permutation", summary_dir)
-    assert r"\multicolumn{7}{l}{All tests} & 5/48 & 3/48" in text
-    assert r"$0.110 \pm 0.010$ & $0.021 \pm 0.001$" in text
-    assert "over all 48 tests at level 0.05" in text
+    assert r"All tests & residualised (ours) & & & & & 5/47 & 3/47 & 1 \\" in text
+    assert r"All tests & within-bin (paper) & & & & & 10/48 & 6/48 & 0 \\" in text
+    assert r"& $0.110 \pm 0.010$ & 0.500 & $0.021 \pm 0.001$ &" in text
+    assert "at level\n0.05;" in text
 
 
 def test_probe_table_scores_and_band_mark(summary_dir: Path) -> None:
@@ -77,8 +81,14 @@ def test_numbers_macros(summary_dir: Path) -> None:
     text = render_string("numbers", summary_dir)
     for macro, value in [
         ("NumTests", "48"),
-        ("NumRejections", "5"),
-        ("NumRejectionsBH", "3"),
+        ("NumTestsRanRobust", "47"),
+        ("NumTestsNotRunRobust", "1"),
+        ("NumRejectionsRobust", "5"),
+        ("NumRejectionsBHRobust", "3"),
+        ("NumTestsRanPaper", "48"),
+        ("NumTestsNotRunPaper", "0"),
+        ("NumRejectionsPaper", "10"),
+        ("NumRejectionsBHPaper", "6"),
         ("NumRuns", "36"),
         ("NumARRuns", "24"),
         ("MeanAccuracy", "0.860"),
@@ -160,24 +170,67 @@ def test_nw_probe_without_the_primary_rule_is_an_error(summary_dir: Path, tmp_pa
 
 
 def test_planted_table_pools_seeds_and_names_smallest_detected_delta(summary_dir: Path) -> None:
-    import pandas as pd
-
     planted = pd.read_csv(summary_dir / "planted.csv")
-    rows = planted[(planted["dataset"] == "fashion_mnist") & (planted["substrate"] == "vit_demo")]
-    for variant, sentence_end in (("full", "$\\delta = 0.2$"), ("block", "none of the planted sizes")):
-        g = rows[(rows["variant"] == variant) & (rows["delta"] == 0.2)]
-        rate = (g["reject_rate"] * g["n_rep"]).sum() / g["n_rep"].sum()
-        # 0.88 >= 0.8 is detected for Full; 0.79 < 0.8 is not for Block
-        assert (rate >= 0.8) == (variant == "full")
-        assert f"& 0.2 & {int(g['n_rep'].sum())} & {rate:.2f} [" in render_string("planted", summary_dir)
-        label = "Full" if variant == "full" else "Block"
-        text = render_string("planted_text", summary_dir)
-        assert f"Fashion-MNIST/vit\\_demo/{label} ($\\mathrm{{depth\\_var}}$):\n{sentence_end}" in text
+    table = render_string("planted", summary_dir)
+    text = render_string("planted_text", summary_dir)
+    assert "residualised (ours) & within-bin (paper)" in table
+    rows = planted[(planted["dataset"] == "fashion-mnist") & (planted["substrate"] == "vit_demo")
+                   & (planted["variant"] == "full")]
+    rates = {}
+    for (delta, method), g in rows.groupby(["delta", "method"]):
+        k = (g["reject_rate"] * g["n_ran"]).sum()
+        rates[delta, method] = k / g["n_ran"].sum()
+    achieved = rows[rows["delta"] == 2.0]["achieved_effect"]
+    line = (f"$\\mathrm{{depth\\_var}}$ & 2 & ${achieved.mean():.3f} \\pm {achieved.std():.3f}$ & "
+            f"{rates[2.0, 'residualised']:.2f} [")
+    assert line in table
+    assert f"{rates[2.0, 'within-bin']:.2f} [" in table.split(line)[1].split("\n")[0]
+    for method, label in (("residualised", "residualised (ours)"), ("within-bin", "within-bin (paper)")):
+        first = min((d for d in (0.5, 2.0) if rates[d, method] >= 0.8), default=None)
+        head = f"Fashion-MNIST/\\allowbreak{{}}vit\\_demo/\\allowbreak{{}}Full ($\\mathrm{{depth\\_var}}$, {label}):\n"
+        assert head in text
+        tail = text.split(head)[1]
+        assert tail.startswith(f"$\\delta = {first:g}$" if first else "none of the planted sizes")
+    for method, label in (("residualised", "residualised (ours)"), ("within-bin", "within-bin (paper)")):
+        at_zero = planted[(planted["delta"] == 0) & (planted["method"] == method)]
+        pooled = at_zero.groupby(["dataset", "substrate", "variant"]).apply(
+            lambda g: (g["reject_rate"] * g["n_ran"]).sum() / g["n_ran"].sum(), include_groups=False)
+        assert f"{pooled.max():.2f} for the {label} test" in text
+
+
+def test_paired_differences_match_scipy_ttest_rel(summary_dir: Path) -> None:
+    """The paired comparison is scipy's paired t interval, and its sign count is the seeds on
+    which AR-CondCal is lower."""
+    from scipy.stats import ttest_rel
+
+    from arcal.report.tables import paired_differences
+
+    probes = pd.read_csv(summary_dir / "probes.csv")
+    probes = probes[probes["bandwidth_rule"].isin(["none", "cv-nll"])].copy()
+    rng = np.random.default_rng(0)  # make the differences vary over seeds
+    probes.loc[probes["probe"] == "ar-condcal", "value"] += rng.normal(0, 0.003, (probes["probe"] == "ar-condcal").sum())
+    got = paired_differences(probes, "ece")
+    assert len(got) == 8
+    for row in got.itertuples():
+        sel = probes[(probes["dataset"] == row.dataset) & (probes["substrate"] == row.substrate)
+                     & (probes["variant"] == row.variant) & (probes["metric"] == "ece")]
+        a = sel[sel["probe"] == "ar-condcal"].sort_values("seed")["value"].to_numpy()
+        b = sel[sel["probe"] == "nw-conf"].sort_values("seed")["value"].to_numpy()
+        ci = ttest_rel(a, b).confidence_interval(0.95)
+        assert (row.lo, row.hi) == pytest.approx((ci.low, ci.high), rel=1e-10)
+        assert row.mean == pytest.approx(np.mean(a - b)) and row.n_lower == int(np.sum(a < b))
+    text = render_string("paired", summary_dir)
+    # synthetic: ar-condcal is nw-conf + 0.003 on every seed -> a zero-width interval above zero
+    assert r"& 3 & $0.0030$ [$0.0030$, $0.0030$] & 0/3 &" in text
+    numbers = render_string("numbers", summary_dir)
+    assert "\\newcommand{\\PairedCIAboveZero}{8}%" in numbers
+    assert "\\newcommand{\\PairedCIContainsZero}{0}%" in numbers
 
 
 def test_temporal_table_compares_final_and_ensemble(summary_dir: Path) -> None:
     text = render_string("temporal", summary_dir)
     # final ECE 0.05 and ensemble 0.025 on every seed; r_agg p = 0.3, 0.4, 0.5 over seeds, depth_var 0.6
-    assert r"$0.050 \pm 0.000$ & $0.025 \pm 0.000$" in text
-    assert "& 0.600 & 0.400 \\\\" in text  # columns depth_var, r_agg
+    assert r"& final & $0.860 \pm 0.010$ & $0.050 \pm 0.000$ & $0.400 \pm 0.000$ &  &  \\" in text
+    # the ensemble's row carries its p-values, columns depth_var, r_agg
+    assert r"& ensemble & $0.869 \pm 0.010$ & $0.025 \pm 0.000$ & $0.360 \pm 0.000$ & 0.600 & 0.400 \\" in text
     assert text.count("vit\\_demo") == 2  # one row group per dataset

@@ -106,7 +106,7 @@ def run(cluster, tmp_path_factory, checkout):
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     command = [
         str(BIN / "snakemake"), *TARGETS, "--profile", "profiles/slurm-local",
-        "--configfiles", "config.yaml", "profiles/test/grid.yaml", "epochs.yaml",
+        "--configfile", "epochs.yaml",  # merged over the profile's test grid
         "--set-resources", "train:gpu=1",
     ]
     with log.open("w") as out:

@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.parametrize("script", ["profiles/slurm/local-cluster.sh", "setup.sh", ".ci/run"])
+@pytest.mark.parametrize(
+    "script",
+    ["profiles/slurm/local-cluster.sh", "setup.sh", ".ci/run",
+     *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("envs/*.post-deploy.sh")))],
+)
 def test_shell_scripts_pass_shellcheck(script):
     shell = ["-s", "sh"] if script.endswith("local-cluster.sh") else []
     result = subprocess.run(

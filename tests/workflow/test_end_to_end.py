@@ -24,6 +24,7 @@ def two_runs(tmp_path_factory, checkout):
             cwd=repo, env=env, capture_output=True, text=True, timeout=1500,
         )
         assert result.returncode == 0, result.stderr[-6000:]
+        (repo / "snakemake.out").write_text(result.stdout + result.stderr)
         runs.append(repo)
     return runs
 
@@ -36,6 +37,9 @@ def test_test_grid_builds_the_paper(two_runs):
         assert any((repo / "results" / stage).rglob("*.*")), stage
     logs = list((repo / "results/logs/train").rglob("*.log"))
     assert logs and all(log.stat().st_size > 0 for log in logs)
+    assert f"arcal: the paper is {pdf.resolve()}" in (repo / "snakemake.out").read_text()
+    for run in (repo / "results/train").glob("*/*/*/seed*"):  # finished runs keep no optimiser
+        assert not (run / "checkpoint.pt").exists() and (run / "snapshots").is_dir()
 
 
 def test_two_runs_give_identical_tables_and_figures(two_runs):

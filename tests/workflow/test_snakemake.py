@@ -89,7 +89,7 @@ def dry_run_resources(output: str) -> dict[str, dict[str, str]]:
 
 def test_paper_grid_dry_run_shows_each_rules_slurm_requests(paper_dry_run, load_config):
     requests = dry_run_resources(paper_dry_run.stdout)
-    profile = yaml.safe_load((ROOT / "profiles/slurm/profile.yaml").read_text())
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     wanted = load_config()["resources"]
     gpu_rules = {"train": "train", "dump": "dump", "dump_ensemble": "dump"}
     for rule, got in requests.items():
@@ -140,3 +140,14 @@ def test_unknown_config_key_is_named(tmp_path):
     result = snakemake("-n", "--configfile", "config.yaml", str(bad))
     assert result.returncode != 0
     assert "epochz" in result.stdout + result.stderr
+
+
+def test_readme_lists_every_figure_and_table_target():
+    from arcal.report.figures import FIGURES
+    from arcal.report.tables import TABLES
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Regenerating one figure or table")[1].split("\n## ")[0]
+    missing = [f"paper/figures/{n}.pdf" for n in FIGURES if f"`paper/figures/{n}.pdf`" not in section]
+    missing += [f"paper/tables/{n}.tex" for n in TABLES if f"{n}.tex`" not in section]
+    assert not missing, f"README's target table lacks {missing}"

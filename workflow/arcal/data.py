@@ -305,13 +305,93 @@ def _npz(root: str | None) -> tuple:
                 "W) with C in (1, 3)"
             )
         xs.append(np.ascontiguousarray(x))
-    n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
-    classes = (
-        [str(c) for c in arrays["classes"]]
-        if "classes" in arrays
-        else [str(j) for j in range(n_classes)]
-    )
-    return xs[0], arrays["y_train"], xs[1], arrays["y_test"], classes
+    y_train, y_test, classes = _npz_targets(root, arrays, len(xs[0]), len(xs[1]))
+    return xs[0], y_train, xs[1], y_test, classes
+
+
+def check_npz_labels(root: str) -> None:
+    """The label checks of the npz loader without reading the images (the workflow runs them
+    before its first job); DatasetError naming the array and the fix."""
+    from arcal.checks import npz_shapes
+
+    shapes = npz_shapes(root)
+    need = ("x_train", "y_train", "x_test", "y_test")
+    missing = [k for k in need if k not in shapes]
+    if missing:
+        raise DatasetError(f"npz: {root} lacks arrays {missing}; it needs {', '.join(need)}")
+    with np.load(root, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in ("y_train", "y_test", "classes") if k in z.files}
+    _npz_targets(root, arrays, shapes["x_train"][0], shapes["x_test"][0])
+
+
+def _npz_targets(
+    root: str, arrays: dict[str, np.ndarray], n_train: int, n_test: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Checked labels of both splits and the class names of an npz dataset."""
+    y_train = _npz_labels(root, "y_train", arrays["y_train"], n_train)
+    y_test = _npz_labels(root, "y_test", arrays["y_test"], n_test)
+    classes = _npz_classes(root, arrays.get("classes"), y_train, y_test)
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.max() >= len(classes):
+            raise DatasetError(
+                f"npz: {root}:{key} holds class id {y.max()}, but `classes` names "
+                f"{len(classes)} classes (ids 0..{len(classes) - 1})"
+            )
+    if len(np.unique(y_train)) < 2:
+        raise DatasetError(
+            f"npz: {root}:y_train holds a single class ({np.unique(y_train).tolist()}); a "
+            "classifier and its calibration need at least two"
+        )
+    return y_train, y_test, classes
+
+
+def _npz_labels(root: str, key: str, y: np.ndarray, n: int) -> np.ndarray:
+    """Labels as given: integer class ids of shape (N,), one per image, none negative."""
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(
+            f"npz: {root}:{key} must hold integer class ids, got dtype {y.dtype} (a float label "
+            "would be truncated); store them with y.astype(np.int64) once they are whole numbers"
+        )
+    if y.shape != (n,):
+        raise DatasetError(
+            f"npz: {root}:{key} must have shape ({n},), one class id per image, got {y.shape}"
+            + ("; flatten it with y.ravel()" if y.size == n else "")
+        )
+    if n == 0:
+        raise DatasetError(f"npz: {root}:{key} is empty; each split needs images")
+    if y.min() < 0:
+        raise DatasetError(f"npz: {root}:{key} holds negative class ids (min {y.min()})")
+    return y
+
+
+def _npz_classes(
+    root: str, names: np.ndarray | None, y_train: np.ndarray, y_test: np.ndarray
+) -> list[str]:
+    """Class names: the file's `classes` array, or the ids 0..K-1 when both splits hold exactly
+    those ids (a stray id in one split would otherwise add a class silently)."""
+    if names is not None:
+        if names.ndim != 1:
+            raise DatasetError(
+                f"npz: {root}:classes must be a 1-D array of names, got shape {names.shape}"
+            )
+        return [str(c) for c in names]
+    ids = np.arange(max(int(y_train.max()), int(y_test.max())) + 1)
+    counts = {
+        key: np.bincount(y, minlength=len(ids))
+        for key, y in (("y_train", y_train), ("y_test", y_test))
+    }
+    odd = [j for j in ids if not (counts["y_train"][j] and counts["y_test"][j])]
+    if odd:
+        shown = ", ".join(
+            f"{j} ({counts['y_train'][j]} in y_train, {counts['y_test'][j]} in y_test)"
+            for j in odd[:5]
+        )
+        raise DatasetError(
+            f"npz: {root} has no `classes` array, so its classes are the ids 0..{ids[-1]}, but not "
+            f"every id occurs in both splits: {shown}. Fix the stray labels, or add a `classes` "
+            "array naming every class if a split really lacks some"
+        )
+    return [str(j) for j in ids]
 
 
 def _tiny_imagenet(root: str | None) -> tuple:
@@ -410,7 +490,15 @@ def load_dataset(
         if len(x) != len(y) or len(x) == 0:
             raise DatasetError(f"{name}: {split} split has {len(x)} images and {len(y)} labels")
         if y.min() < 0 or y.max() >= len(classes):
-            raise DatasetError(f"{name}: {split} labels outside [0, {len(classes)})")
+            raise DatasetError(
+                f"{name}: {split} labels span [{y.min()}, {y.max()}], outside the "
+                f"{len(classes)} classes [0, {len(classes)})"
+            )
+    if len(np.unique(y_tr)) < 2:
+        raise DatasetError(
+            f"{name}: the train split holds a single class ({np.unique(y_tr).tolist()}); a "
+            "classifier and its calibration need at least two"
+        )
     if x_tr.shape[1:] != x_te.shape[1:] or x_tr.shape[2] != x_tr.shape[3]:
         raise DatasetError(
             f"{name}: train images {x_tr.shape[1:]} and test images {x_te.shape[1:]} must be "
@@ -505,6 +593,21 @@ def write_splits(
     return manifest
 
 
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Read a `manifest.json` written by `write_splits`; ValueError naming the file if it is not
+    one (edited by hand, truncated)."""
+    path = Path(path)
+    redo = f"delete {path.parent} and re-run the data stage (rule `splits`)"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"manifest {path} is unreadable ({exc}); {redo}") from exc
+    checksums = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(checksums, dict):
+        raise ValueError(f"manifest {path} lacks the `sha256` checksums of the data; {redo}")
+    return manifest
+
+
 def load_splits(path: str | os.PathLike, ds: ImageDataset | None = None) -> dict[str, np.ndarray]:
     """Read `splits.npz`; with `ds`, check the indices fit it and that it matches the manifest's
     checksums (so a changed dataset copy cannot silently mix with old splits)."""
@@ -513,14 +616,20 @@ def load_splits(path: str | os.PathLike, ds: ImageDataset | None = None) -> dict
         raise FileNotFoundError(
             f"splits file {path} not found; create it with `python -m arcal.data` (the data stage)"
         )
-    with np.load(path, allow_pickle=False) as z:
-        splits = {k: z[k].astype(np.int64) for k in ("train", "calib", "test") if k in z.files}
+    redo = f"delete {path.parent} and re-run the data stage (rule `splits`)"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            splits = {k: z[k].astype(np.int64) for k in ("train", "calib", "test") if k in z.files}
+    except Exception as exc:  # zipfile / format errors of a truncated or foreign file
+        raise ValueError(
+            f"splits file {path} is unreadable ({type(exc).__name__}: {exc}); {redo}"
+        ) from exc
     if len(splits) != 3:
-        raise ValueError(f"splits file {path} must hold arrays train, calib and test")
+        raise ValueError(f"splits file {path} must hold arrays train, calib and test; {redo}")
     if ds is not None:
         manifest_path = path.with_name("manifest.json")
         if manifest_path.is_file():
-            recorded = json.loads(manifest_path.read_text())["sha256"]
+            recorded = read_manifest(manifest_path)["sha256"]
             actual = dataset_checksums(ds)
             changed = [k for k in recorded if recorded[k] != actual.get(k)]
             if changed:

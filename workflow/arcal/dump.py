@@ -5,10 +5,14 @@ dump contract (`arcal.io.DUMP_KEYS`, plus `H_cls` when the model has a class tok
 `routing_profile.npz`: per consumer, the mean routing weight of every source over the test images
 (token-mean, NaN-padded to the largest number of sources).
 
+Every dump, baselines included, also holds the attention trace (`A`, `attn_entropy`,
+`attn_layers`: the normalised attention entropy of each attention layer,
+`arcal.models.attention`), so a standard-residual model can be audited with the same suite.
+
 Temporal pilot: with `ensemble_k = K > 0` it also writes `{split}_ensemble.npz` from the last K
 snapshots of the run: logits = log of the snapshots' softmax probabilities averaged, routing
-summaries (H, V, H_cls) averaged over the snapshots, and r_agg / depth_var their means over
-consumers.
+summaries (H, V, H_cls) and attention entropies (A) averaged over the snapshots, and r_agg /
+depth_var / attn_entropy their means over consumers (layers).
 
 Command line:
     python -m arcal.dump --model results/train/<cell>/model.pt \
@@ -21,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ import torch
 import arcal
 from arcal.data import ImageDataset, load_dataset, load_splits
 from arcal.io import atomic_save_npz, git_commit
+from arcal.models.attention import AttentionBatch, attention_capture
 from arcal.routing import RoutingBatch, summarise
 from arcal.train import CheckpointError, deterministic, predict, resolve_device
 
@@ -81,7 +85,8 @@ def _log_mean_softmax(logits: list[np.ndarray]) -> np.ndarray:
 
 
 def _arrays(
-    logits: np.ndarray, labels: np.ndarray, routing: RoutingBatch, meta: dict[str, Any]
+    logits: np.ndarray, labels: np.ndarray, routing: RoutingBatch, meta: dict[str, Any],
+    attention: AttentionBatch | None = None,
 ) -> dict[str, np.ndarray]:
     """The dump contract's arrays (DESIGN.md section 4, item 3) for one split."""
     r_agg, depth_var = summarise(routing)
@@ -98,7 +103,28 @@ def _arrays(
     }
     if routing.H_cls is not None:
         out["H_cls"] = routing.H_cls.astype(np.float32)
+    if attention is not None:
+        out["A"] = attention.A.astype(np.float32)
+        out["attn_entropy"] = attention.mean
+        out["attn_layers"] = np.array(attention.layers, dtype=str).reshape(len(attention.layers))
     return out
+
+
+def _predict(
+    model: torch.nn.Module, x: torch.Tensor, record: dict[str, Any], bs: int, dev: torch.device
+) -> tuple[Any, AttentionBatch]:
+    """`predict` with routing capture, and the attention entropies of the same passes."""
+    with attention_capture(model) as attention:
+        pred = predict(model, x, record["mean"], record["std"], bs, dev, capture=True)
+    return pred, attention.result()
+
+
+def _mean_attention(batches: list[AttentionBatch]) -> AttentionBatch:
+    """Attention entropies averaged over snapshots (same layers, same images)."""
+    if any(b.layers != batches[0].layers for b in batches):
+        raise ValueError("snapshots have different attention layers; were they trained with one config?")
+    return AttentionBatch(np.mean([b.A for b in batches], axis=0).astype(np.float32),
+                          batches[0].layers)
 
 
 def _mean_routing(batches: list[RoutingBatch]) -> RoutingBatch:
@@ -139,19 +165,34 @@ def routing_profile(routing: RoutingBatch) -> dict[str, np.ndarray]:
     }
 
 
-def snapshot_paths(run_dir: str | os.PathLike, k: int) -> list[Path]:
-    """The last `k` snapshots `snapshots/epoch{E}.pt` of a run, oldest first."""
-    found = sorted(
-        (int(m.group(1)), p)
-        for p in (Path(run_dir) / "snapshots").glob("epoch*.pt")
-        if (m := re.fullmatch(r"epoch(\d+)\.pt", p.name))
-    )
-    if len(found) < k:
-        raise ValueError(
-            f"ensemble_k={k} but {Path(run_dir) / 'snapshots'} holds {len(found)} snapshot(s); "
-            "train with snapshot_stride > 0 and enough epochs, or lower ensemble_k"
+def ensemble_members(
+    model_path: Path, record: dict[str, Any], k: int, device: torch.device
+) -> list[tuple[torch.nn.Module, dict[str, Any]]]:
+    """The last `k` snapshots of the run that wrote `model_path`, oldest first: the epochs its
+    `model.pt` lists, each checked to carry the model's weights key (a snapshot left by an earlier
+    run of the same folder is refused, never averaged in)."""
+    epochs = record.get("snapshots")
+    if epochs is None:
+        raise CheckpointError(
+            f"{model_path} does not list its run's snapshots (written by an older arcal); re-run "
+            "training"
         )
-    return [p for _, p in found[-k:]]
+    if len(epochs) < k:
+        raise ValueError(
+            f"ensemble_k={k} but the run of {model_path} kept {len(epochs)} snapshot(s); train "
+            "with snapshot_stride > 0 and enough epochs, or lower ensemble_k"
+        )
+    members = []
+    for epoch in epochs[-k:]:
+        path = model_path.parent / "snapshots" / f"epoch{epoch}.pt"
+        member = load_model(path, device)
+        if member[1].get("key") != record["key"]:
+            raise CheckpointError(
+                f"snapshot {path} belongs to another training run than {model_path} (weights key "
+                f"{member[1].get('key')} vs {record['key']}); re-run training"
+            )
+        members.append(member)
+    return members
 
 
 def dump(
@@ -217,27 +258,28 @@ def _dump(
         splits = {"calib": np.arange(half), "test": np.arange(half, len(ds.x_test))}
     bs = batch_size or tc["eval_batch_size"]
     written: dict[str, Path] = {}
-    members = snapshot_paths(model_path.parent, ensemble_k) if ensemble_k else []
-    ensemble = [load_model(p, dev) for p in members]
+    ensemble = ensemble_members(model_path, record, ensemble_k, dev) if ensemble_k else []
     for split in SPLITS:
         idx = torch.from_numpy(splits[split])
         x, labels = ds.x_test[idx], ds.y_test[idx].numpy()
         if final:
-            pred = predict(model, x, record["mean"], record["std"], bs, dev, capture=True)
+            pred, attention = _predict(model, x, record, bs, dev)
             meta = _meta(record, ds, split, pred.logits, labels)
             written[split] = _save(
-                out / f"{split}.npz", _arrays(pred.logits, labels, pred.routing, meta)
+                out / f"{split}.npz", _arrays(pred.logits, labels, pred.routing, meta, attention)
             )
             if split == "test":
                 written["routing_profile"] = out / "routing_profile.npz"
                 atomic_save_npz(written["routing_profile"], **routing_profile(pred.routing))
         if ensemble:
-            preds = [predict(m, x, r["mean"], r["std"], bs, dev, capture=True) for m, r in ensemble]
+            runs = [_predict(m, x, r, bs, dev) for m, r in ensemble]
+            preds = [p for p, _ in runs]
             logits = _log_mean_softmax([p.logits for p in preds])
             meta = _meta(
                 record, ds, split, logits, labels, snapshot_epochs=[r["epoch"] for _, r in ensemble]
             )
-            arrays = _arrays(logits, labels, _mean_routing([p.routing for p in preds]), meta)
+            arrays = _arrays(logits, labels, _mean_routing([p.routing for p in preds]), meta,
+                             _mean_attention([a for _, a in runs]))
             written[f"{split}_ensemble"] = _save(out / f"{split}_ensemble.npz", arrays)
     return written
 

@@ -98,6 +98,27 @@ def temporal_cells(config: dict) -> list[Cell]:
     return [c for c in cells(config) if (c.dataset, c.substrate) in pairs]
 
 
+def dropped_temporal_cells(config: dict) -> dict[str, str]:
+    """Pairs of `temporal.cells` that yield no cell, with the reason: every arm holding them is
+    disabled or skipped (the pilot runs without them)."""
+    pilot = config.get("temporal", {})
+    if not pilot.get("enabled", True):
+        return {}
+    active = {(c.dataset, c.substrate) for c in cells(config)}
+    skipped = skipped_arms(config)
+    out = {}
+    for pair in map(tuple, pilot.get("cells", [])):
+        if pair not in active:
+            arms = [
+                name for name, arm in config["arms"].items() if pair in map(tuple, arm["cells"])
+            ]
+            out["/".join(pair)] = (
+                f"temporal.cells names {list(pair)}, but its arm(s) {', '.join(arms)} are left out "
+                f"({'; '.join(skipped[a] for a in arms)}), so the temporal pilot runs without it"
+            )
+    return out
+
+
 def check_references(config: dict) -> None:
     """Every arm names known datasets, substrates and variants; errors say which key is wrong."""
     for name, arm in config["arms"].items():
@@ -118,9 +139,15 @@ def check_references(config: dict) -> None:
                 raise ValueError(
                     f"arms.{name}.variants has {variant!r}; allowed: {', '.join(VARIANTS)}"
                 )
-    for pair in config.get("temporal", {}).get("cells", []):
+    pilot = config.get("temporal", {})
+    if not pilot.get("enabled", True):
+        return  # a disabled pilot's cells are not used, so not checked
+    for pair in pilot.get("cells", []):
         if tuple(pair) not in {tuple(p) for arm in config["arms"].values() for p in arm["cells"]}:
-            raise ValueError(f"temporal.cells names {pair!r}, which is in no arm's cells")
+            raise ValueError(
+                f"temporal.cells names {pair!r}, which is in no arm's cells; add it to an arm or "
+                "remove it (or set temporal.enabled: false)"
+            )
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -132,6 +159,18 @@ def deep_merge(base: dict, override: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def setting_source(config: dict, cell: Cell, key: str) -> str:
+    """The config key a cell's training setting `key` comes from: the substrate's `train`
+    overrides the dataset's, which overrides the global `train` (`train_settings`)."""
+    if key == "snapshot_stride" and cell in temporal_cells(config):
+        return "temporal.snapshot_stride"
+    if key in config["substrates"][cell.substrate].get("train", {}):
+        return f"substrates.{cell.substrate}.train.{key}"
+    if key in config["datasets"][cell.dataset].get("train", {}):
+        return f"datasets.{cell.dataset}.train.{key}"
+    return f"train.{key}"
 
 
 def train_settings(config: dict, cell: Cell) -> dict[str, Any]:

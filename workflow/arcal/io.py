@@ -25,6 +25,8 @@ import numpy as np
 
 DUMP_KEYS = ("logits", "labels", "H", "V", "r_agg", "depth_var", "n_sources", "consumers", "meta")
 """Keys every dump holds; `H_cls` is added when the model has a class token."""
+ATTENTION_KEYS = ("A", "attn_entropy", "attn_layers")
+"""The attention trace (`arcal.models.attention`): all three or none (dumps written before it)."""
 
 
 @contextmanager
@@ -123,6 +125,9 @@ class Dump:
     consumers: np.ndarray
     meta: dict = field(default_factory=dict)
     H_cls: np.ndarray | None = None
+    A: np.ndarray | None = None
+    attn_entropy: np.ndarray | None = None
+    attn_layers: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -140,9 +145,10 @@ class Dump:
 def load_dump(path: str | os.PathLike) -> Dump:
     """Read a dump `.npz` and validate the contract; raise ValueError naming the file if broken.
 
-    Checks: exactly the contract's keys (plus optional `H_cls`); consistent shapes; finite logits
-    (the error gives the number of rows with NaN/inf); labels in [0, K); for L > 0 finite
-    `r_agg` and `depth_var`, for L = 0 all-NaN ones.
+    Checks: exactly the contract's keys (plus optional `H_cls`, and the attention trace
+    `ATTENTION_KEYS`, all three or none); consistent shapes; finite logits (the error gives the
+    number of rows with NaN/inf); labels in [0, K); for L > 0 finite `r_agg` and `depth_var`, for
+    L = 0 all-NaN ones; attention entropies finite and in [0, 1].
     """
     path = str(path)
     if not os.path.exists(path):
@@ -162,9 +168,12 @@ def load_dump(path: str | os.PathLike) -> Dump:
 
     keys = set(arrays)
     missing = set(DUMP_KEYS) - keys
-    extra = keys - set(DUMP_KEYS) - {"H_cls"}
+    extra = keys - set(DUMP_KEYS) - {"H_cls"} - set(ATTENTION_KEYS)
     if missing or extra:
         raise bad(f"missing keys {sorted(missing)}, unexpected keys {sorted(extra)}")
+    attention = [k for k in ATTENTION_KEYS if k in keys]
+    if attention and len(attention) != len(ATTENTION_KEYS):
+        raise bad(f"the attention trace needs all of {list(ATTENTION_KEYS)}, got {attention}")
     logits, labels = arrays["logits"], arrays["labels"]
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise bad(f"logits must be (N, K) with K >= 2, got shape {logits.shape}")
@@ -196,6 +205,16 @@ def load_dump(path: str | os.PathLike) -> Dump:
             )
         if n_consumers == 0 and n and not np.isnan(a).all():
             raise bad(f"{name} must be all NaN when there are no consumers (L = 0)")
+    if attention:
+        A, mean, layers = (arrays[k] for k in ATTENTION_KEYS)
+        if A.ndim != 2 or A.shape[0] != n or A.shape[1] < 1:
+            raise bad(f"A must be ({n}, L_attn) with L_attn >= 1, got shape {A.shape}")
+        if mean.shape != (n,) or layers.shape != (A.shape[1],):
+            raise bad(f"attn_entropy must have shape ({n},) and attn_layers ({A.shape[1]},), got "
+                      f"{mean.shape} and {layers.shape}")
+        for name, a in (("A", A), ("attn_entropy", mean)):
+            if not np.isfinite(a).all() or (a.size and (a.min() < 0 or a.max() > 1 + 1e-4)):
+                raise bad(f"{name} must be finite normalised entropies in [0, 1]")
     try:
         meta = json.loads(str(arrays["meta"]))
     except json.JSONDecodeError as exc:
@@ -212,4 +231,7 @@ def load_dump(path: str | os.PathLike) -> Dump:
         consumers=arrays["consumers"],
         meta=meta,
         H_cls=H_cls,
+        A=arrays.get("A"),
+        attn_entropy=arrays.get("attn_entropy"),
+        attn_layers=arrays.get("attn_layers"),
     )

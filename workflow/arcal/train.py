@@ -2,15 +2,26 @@
 
 The loop is deliberately plain (nanoGPT style): resident tensors, a seeded batch order and
 augmentation, AdamW with a per-step cosine schedule, bf16 autocast on the GPU and fp32 on the CPU.
-Routing capture stays off while training.
+Evaluation (the per-epoch history and the dumps) always runs in float32. Routing capture stays off
+while training.
 
 Outputs in the run folder `out_dir`:
-* `checkpoint.pt` after every epoch (atomic): model, optimiser, step, RNG states (torch, CUDA,
-  data generator), history and the config. A restarted run resumes from it and ends with the same
-  weights as an uninterrupted one (bit-identical on the CPU).
-* `snapshots/epoch{E}.pt` every `snapshot_stride` epochs (temporal pilot).
-* `model.pt` (weights, `arcal_config`, train config, epoch, test accuracy, normalisation) and
-  `history.csv` (epoch, train_loss, train_acc, test_acc, test_ece, test_nll, lr, seconds).
+* `checkpoint.pt` after every epoch but the last (atomic): model, optimiser, RNG states (torch,
+  CUDA, data generator), history, the config and the run's *weights key*. The key is a hash of
+  everything that determines the weights: the training settings (not device, threads, paths),
+  the training images and labels, the source of the model code and of the training loop and
+  augmentation, and the torch and timm versions. A restarted run resumes from a checkpoint with
+  its own key and ends with the same weights as an uninterrupted one (bit-identical on the CPU);
+  a checkpoint with another key is removed, with a warning saying what changed, and training
+  starts from scratch. A finished run deletes its checkpoint (`keep_checkpoint: true` keeps it,
+  marked finished); a finished run's checkpoint is never resumed, so rerunning a finished run
+  (Snakemake's `--forcerun train`) retrains it.
+* `snapshots/epoch{E}.pt` every `snapshot_stride` epochs (temporal pilot), each with the weights
+  key; they collect in `snapshots.partial/` while training and move to `snapshots/` (empty when
+  there are none) when the run finishes.
+* `model.pt` (weights, `arcal_config`, train config, weights key, snapshot epochs, epoch, test
+  accuracy, normalisation) and `history.csv` (epoch, train_loss, train_acc, test_acc, test_ece,
+  test_nll, lr, seconds).
 
 Command line:
     python -m arcal.train --config run.yaml --out results/train/<cell> [--set key=value ...]
@@ -21,10 +32,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
+import inspect
 import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +60,20 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "block", "full")
 HISTORY_COLUMNS = "epoch train_loss train_acc test_acc test_ece test_nll lr seconds".split()
-# Fields that change neither the trained weights nor the outputs: a checkpoint written under
-# other values of these may be resumed.
-RESUMABLE_FIELDS = ("device", "compile", "threads", "eval_batch_size", "data_root", "download")
+PARTIAL_SNAPSHOTS = "snapshots.partial"  # snapshots of a run in progress (see the docstring)
+# Fields that do not determine the trained weights, so not part of the weights key: where and
+# how fast it runs, and where the data comes from (its content is hashed instead).
+RESUMABLE_FIELDS = (
+    "device", "compile", "threads", "eval_batch_size", "data_root", "download", "splits",
+    "keep_checkpoint",
+)
+# Code that determines the weights besides arcal.models (hashed whole): the training loop, its
+# schedule, optimiser groups, precision and the augmentation and normalisation of the inputs.
+WEIGHT_CODE = (
+    "arcal.train._train", "arcal.train.lr_at", "arcal.train.param_groups",
+    "arcal.train.build_model", "arcal.train.autocast", "arcal.data.augment",
+    "arcal.data.normalize", "arcal.data.Batches", "arcal.data.channel_stats",
+)
 
 
 class CheckpointError(RuntimeError):
@@ -87,12 +112,14 @@ class TrainConfig:
     crop_padding: int | None = None
     flip: bool | None = None
     snapshot_stride: int = 0
+    keep_checkpoint: bool = False  # keep checkpoint.pt (optimiser state) after the run finishes
     device: str = "auto"
     compile: bool = False
     threads: int | None = None
 
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
+    def validate(self, check_device: bool = True) -> None:
+        """Raise ValueError naming the first bad field. `check_device=False` skips whether a
+        CUDA device is visible (a login node checking a cluster run has none)."""
 
         def need(ok: bool, name: str, rule: str) -> None:
             if not ok:
@@ -124,7 +151,7 @@ class TrainConfig:
         need(self.snapshot_stride >= 0, "snapshot_stride", "must be >= 0 (0 = no snapshots)")
         need(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
         need(
-            self.device != "cuda" or torch.cuda.is_available(),
+            not check_device or self.device != "cuda" or torch.cuda.is_available(),
             "device",
             "cuda requested but no CUDA device is visible; use device: auto or cpu",
         )
@@ -140,7 +167,7 @@ class TrainConfig:
         )
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any], check_device: bool = True) -> "TrainConfig":
         """Build from a mapping, rejecting unknown keys (a typo must not fall back to a default)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
@@ -149,7 +176,7 @@ class TrainConfig:
                 f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}"
             )
         cfg = cls(**d)
-        cfg.validate()
+        cfg.validate(check_device)
         return cfg
 
 
@@ -171,8 +198,31 @@ def deterministic(device: torch.device) -> Iterator[None]:
 
 
 def autocast(device: torch.device) -> torch.autocast:
-    """bf16 autocast on the GPU; a disabled context (fp32) on the CPU."""
+    """Training precision: bf16 autocast on the GPU; a disabled context (fp32) on the CPU."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Evaluation precision: float32 throughout, whatever the caller enabled.
+
+    Autocast is off and, on the GPU, cuDNN convolutions and matrix products do not use TF32
+    (both restored afterwards). Logits computed under bf16 carry bf16 precision even when stored
+    as float32: top logits tie and ECE moves in the fourth decimal, which a calibration study
+    quotes.
+    """
+    with torch.autocast(device.type, enabled=False):
+        if device.type != "cuda":
+            yield
+            return
+        conv_tf32, matmul = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = conv_tf32
+            torch.set_float32_matmul_precision(matmul)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -198,7 +248,8 @@ def predict(
 ) -> Prediction:
     """Evaluate `model` on uint8 images `x` in order (eval mode), optionally capturing routing.
 
-    The single evaluation loop of arcal: training history and dumps both use it.
+    The single evaluation loop of arcal: training history and dumps both use it. It runs in
+    float32 (`full_precision`) even where training uses bf16 autocast.
     """
     from arcal.models import routing_capture
 
@@ -206,8 +257,8 @@ def predict(
     model.eval()
     parts = []
     with routing_capture(model) if capture else contextlib.nullcontext() as trace:
-        for i in range(0, len(x), batch_size):
-            with autocast(device):
+        with full_precision(device):
+            for i in range(0, len(x), batch_size):
                 parts.append(
                     model(normalize(x[i : i + batch_size].to(device), mean, std)).float().cpu()
                 )
@@ -272,8 +323,8 @@ def build_model(cfg: TrainConfig, ds: ImageDataset) -> torch.nn.Module:
     )
 
 
-def load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
-    """Read a training checkpoint and check it belongs to `cfg`; CheckpointError if not."""
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a training checkpoint; CheckpointError if it is corrupt or not a checkpoint."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -286,21 +337,77 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
             f"{path} is not an arcal training checkpoint; delete it to restart training from "
             "scratch"
         )
-    theirs, ours = ckpt["train_config"], dataclasses.asdict(cfg)
-    diff = {
-        k: (theirs.get(k), v)
-        for k, v in ours.items()
-        if k not in RESUMABLE_FIELDS and theirs.get(k) != v
-    }
-    if diff:
-        shown = ", ".join(
-            f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *ab) for k, ab in diff.items())
-        )
-        raise CheckpointError(
-            f"checkpoint {path} was written with a different config ({shown}); delete it to "
-            "restart training from scratch with the new config"
-        )
     return ckpt
+
+
+def _sha256(*chunks: Any) -> str:
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def code_digests() -> dict[str, str]:
+    """sha256 of the source of every arcal.models module and of each object in WEIGHT_CODE."""
+    import importlib
+
+    from arcal import models
+
+    out = {
+        f"arcal/models/{f.name}": _sha256(f.read_bytes())
+        for f in sorted(Path(models.__file__).parent.glob("*.py"))
+    }
+    for name in WEIGHT_CODE:
+        module, attr = name.rsplit(".", 1)
+        source = inspect.getsource(getattr(importlib.import_module(module), attr))
+        out[name] = _sha256(source.encode())
+    return out
+
+
+def weights_key(
+    cfg: TrainConfig, x_train: torch.Tensor, y_train: torch.Tensor
+) -> tuple[str, dict[str, Any]]:
+    """The run's weights key and the parts it hashes: the settings that determine the weights,
+    the training images and labels, the fine-tuning checkpoint, the code (`code_digests`) and the
+    torch and timm versions. Runs with equal keys train the same weights."""
+    import timm
+
+    init = None
+    if cfg.init_checkpoint:
+        with open(cfg.init_checkpoint, "rb") as f:
+            init = hashlib.file_digest(f, "sha256").hexdigest()
+    parts = {
+        "config": {
+            k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_FIELDS
+        },
+        "data": _sha256(x_train.contiguous().numpy(), y_train.contiguous().numpy()),
+        "init_checkpoint": init,
+        "code": code_digests(),
+        "versions": {"torch": torch.__version__, "timm": timm.__version__},
+    }
+    return _sha256(json.dumps(parts, sort_keys=True, default=str).encode())[:16], parts
+
+
+def _key_changes(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """What differs between the key parts of a checkpoint and those of this run, for the log."""
+    changes = []
+    old, new = theirs.get("config", {}), ours["config"]
+    changes += [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+    if theirs.get("data") != ours["data"]:
+        changes.append("the training images or labels")
+    if theirs.get("init_checkpoint") != ours["init_checkpoint"]:
+        changes.append("the fine-tuning checkpoint")
+    old_code, new_code = theirs.get("code", {}), ours["code"]
+    code = sorted(k for k in set(old_code) | set(new_code) if old_code.get(k) != new_code.get(k))
+    if code:
+        changes.append("the code of " + ", ".join(code))
+    old_v, new_v = theirs.get("versions", {}), ours["versions"]
+    changes += [f"{k} {old_v.get(k)} -> {new_v[k]}" for k in new_v if old_v.get(k) != new_v[k]]
+    return changes
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -318,7 +425,9 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(cfg.dataset, cfg.data_root, cfg.download, cfg.kind)
     tr_idx, te_idx = _split_indices(cfg, ds)
-    x_tr, y_tr = ds.x_train[tr_idx].to(device), ds.y_train[tr_idx].to(device)
+    x_tr, y_tr = ds.x_train[tr_idx], ds.y_train[tr_idx]
+    key, key_parts = weights_key(cfg, x_tr, y_tr)
+    x_tr, y_tr = x_tr.to(device), y_tr.to(device)
     x_te, y_te = ds.x_test[te_idx].to(device), ds.y_test[te_idx].numpy()
     crop = ds.default_crop_padding if cfg.crop_padding is None else cfg.crop_padding
     flip = ds.natural if cfg.flip is None else cfg.flip
@@ -332,10 +441,11 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device) -> dict[str, Any]:
     batches = Batches(x_tr, y_tr, cfg.batch_size, gen, drop_last=True)
     n_steps = len(batches)
     total, warmup = cfg.epochs * n_steps, round(cfg.warmup_epochs * n_steps)
-    start_epoch, history = _resume(out / "checkpoint.pt", cfg, model, opt, gen, device)
+    start_epoch, history = _resume(out, cfg, key, key_parts, model, opt, gen, device)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("%s: %s/%s, seed %d, %s, %d parameters, %d images, %d steps/epoch",
-             out, cfg.substrate, cfg.variant, cfg.seed, device, n_params, len(x_tr), n_steps)
+    log.info("%s: %s/%s, seed %d, %s, %d threads, %d parameters, %d images, %d steps/epoch",
+             out, cfg.substrate, cfg.variant, cfg.seed, device, torch.get_num_threads(), n_params,
+             len(x_tr), n_steps)
     fwd = torch.compile(model) if cfg.compile else model
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
@@ -366,18 +476,26 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0,
         })
         log.info("%s: %s", out, ", ".join(f"{k} {v:.4g}" for k, v in history[-1].items()))
-        atomic_torch_save(out / "checkpoint.pt", {
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "rng": _rng_state(gen, device),
-            "epoch": epoch + 1, "history": history, "train_config": dataclasses.asdict(cfg),
-        })
-        if cfg.snapshot_stride and (epoch + 1) % cfg.snapshot_stride == 0:
-            snapshot = model_record(model, cfg, ds, epoch + 1, test["acc"])
-            atomic_torch_save(out / "snapshots" / f"epoch{epoch + 1}.pt", snapshot)
+        if epoch + 1 in snapshot_epochs(cfg):
+            snapshot = model_record(model, cfg, ds, epoch + 1, test["acc"], key)
+            atomic_torch_save(out / PARTIAL_SNAPSHOTS / f"epoch{epoch + 1}.pt", snapshot)
+        if epoch + 1 < cfg.epochs or cfg.keep_checkpoint:  # the last one only if asked
+            atomic_torch_save(out / "checkpoint.pt", {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "rng": _rng_state(gen, device), "epoch": epoch + 1, "history": history,
+                "train_config": dataclasses.asdict(cfg), "key": key, "key_parts": key_parts,
+            })
 
     final = history[-1]
-    atomic_torch_save(out / "model.pt", model_record(model, cfg, ds, cfg.epochs, final["test_acc"]))
+    _publish_snapshots(out, cfg)
+    record = model_record(model, cfg, ds, cfg.epochs, final["test_acc"], key, snapshot_epochs(cfg))
+    atomic_torch_save(out / "model.pt", record)
     atomic_write_csv(out / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))
+    # Checkpoint before partial snapshots: a run killed in between restarts rather than resuming
+    # without its snapshots.
+    if not cfg.keep_checkpoint:
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    shutil.rmtree(out / PARTIAL_SNAPSHOTS, ignore_errors=True)
     return final
 # fmt: on
 
@@ -410,44 +528,92 @@ def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
     return {"data": gen.get_state(), "torch": torch.get_rng_state(), "cuda": cuda}
 
 
+def snapshot_epochs(cfg: TrainConfig) -> list[int]:
+    """The epochs a run keeps a snapshot of: every `snapshot_stride`-th."""
+    stride = cfg.snapshot_stride
+    return list(range(stride, cfg.epochs + 1, stride)) if stride else []
+
+
+def _publish_snapshots(out: Path, cfg: TrainConfig) -> None:
+    """Make `snapshots/` hold exactly this run's snapshots, hard-linked from the partial folder
+    (which stays until the checkpoint is gone, so a kill here loses nothing)."""
+    final = out / "snapshots"
+    shutil.rmtree(final, ignore_errors=True)
+    final.mkdir(parents=True)
+    for epoch in snapshot_epochs(cfg):
+        src, dst = out / PARTIAL_SNAPSHOTS / f"epoch{epoch}.pt", final / f"epoch{epoch}.pt"
+        try:
+            os.link(src, dst)
+        except OSError:  # a file system without hard links
+            shutil.copy2(src, dst)
+
+
 def _resume(
-    path: Path,
+    out: Path,
     cfg: TrainConfig,
+    key: str,
+    key_parts: dict[str, Any],
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
     gen: torch.Generator,
     device: torch.device,
 ) -> tuple[int, list[dict[str, float]]]:
-    """Start state of a run: (0, []) and the initial (or fine-tuning) weights, or the state of
-    the checkpoint at `path` (model, optimiser, RNGs) when one exists."""
-    if not path.exists():
-        if cfg.init_checkpoint:
-            from arcal.models import load_backbone_checkpoint
-
-            report = load_backbone_checkpoint(model, cfg.init_checkpoint, ignore=("head.",))
-            log.info(
-                "fine-tuning from %s (%d new tensors)", cfg.init_checkpoint, len(report.missing)
+    """Start state of a run: the state of `out/checkpoint.pt` (model, optimiser, RNGs) when it
+    has this run's weights key and is not finished; else (0, []) and the initial (or fine-tuning)
+    weights, after removing any other checkpoint and partial snapshots with a warning."""
+    path, partial = out / "checkpoint.pt", out / PARTIAL_SNAPSHOTS
+    if path.exists():
+        ckpt = load_checkpoint(path)
+        if ckpt.get("key") == key and ckpt["epoch"] < cfg.epochs:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["rng"]["data"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+            for snapshot in partial.glob("epoch*.pt"):  # written after the checkpoint
+                if int(snapshot.stem[len("epoch"):]) > ckpt["epoch"]:
+                    snapshot.unlink()
+            log.info("resuming %s from epoch %d of %d", out, ckpt["epoch"], cfg.epochs)
+            return ckpt["epoch"], ckpt["history"]
+        if "key" not in ckpt:
+            why = "it has no weights key (written by an older arcal)"
+        elif ckpt["key"] != key:
+            changes = _key_changes(ckpt.get("key_parts", {}), key_parts)
+            why = f"it was written for other weights ({'; '.join(changes)})"
+        else:
+            why = (
+                f"it is the checkpoint of a finished run (epoch {ckpt['epoch']} of {cfg.epochs}), "
+                "and running a finished run again retrains it"
             )
-        return 0, []
-    ckpt = load_checkpoint(path, cfg)
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    gen.set_state(ckpt["rng"]["data"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-    log.info("resuming %s from epoch %d of %d", path.parent, ckpt["epoch"], cfg.epochs)
-    return ckpt["epoch"], ckpt["history"]
+        log.warning("%s: checkpoint %s is not resumed: %s; removed it, training from scratch",
+                    out, path, why)
+        path.unlink()
+    shutil.rmtree(partial, ignore_errors=True)
+    if cfg.init_checkpoint:
+        from arcal.models import load_backbone_checkpoint
+
+        report = load_backbone_checkpoint(model, cfg.init_checkpoint, ignore=("head.",))
+        log.info("fine-tuning from %s (%d new tensors)", cfg.init_checkpoint, len(report.missing))
+    return 0, []
 
 
 def model_record(
-    model: torch.nn.Module, cfg: TrainConfig, ds: ImageDataset, epoch: int, test_acc: float
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    ds: ImageDataset,
+    epoch: int,
+    test_acc: float,
+    key: str,
+    snapshots: list[int] | None = None,
 ) -> dict[str, Any]:
-    """What `model.pt` and snapshots hold: enough to rebuild and evaluate the model."""
-    return {
+    """What `model.pt` and snapshots hold: enough to rebuild and evaluate the model, its weights
+    key, and (in `model.pt`) the epochs of the run's snapshots."""
+    record = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "arcal_config": dict(model.arcal_config),
         "train_config": dataclasses.asdict(cfg),
+        "key": key,
         "epoch": epoch,
         "test_acc": test_acc,
         "classes": ds.classes,
@@ -456,6 +622,9 @@ def model_record(
         "arcal_version": arcal.__version__,
         "git_commit": git_commit(),
     }
+    if snapshots is not None:
+        record["snapshots"] = snapshots
+    return record
 
 
 # ----------------------------------------------------------------------------- CLI

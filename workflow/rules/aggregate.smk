@@ -17,5 +17,6 @@ rule summarise:
     params:
         cells=CELL_IDS,
         alpha=config["calibration"]["alpha"],
+        n_bins=config["calibration"]["n_bins"],
     script:
         "../scripts/summarise.py"

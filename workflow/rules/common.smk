@@ -15,6 +15,8 @@ CELL_IDS = [c.id for c in CELLS]
 
 for _arm, _reason in grid.skipped_arms(config).items():
     logger.warning(f"arcal: arm {_arm!r} is skipped: {_reason}")
+for _reason in grid.dropped_temporal_cells(config).values():
+    logger.warning(f"arcal: {_reason}")
 
 
 def per_cell(pattern, cells):

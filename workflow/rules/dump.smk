@@ -5,6 +5,7 @@ rule dump:
     input:
         model=f"results/train/{CELL}/model.pt",
         splits="results/data/{dataset}/splits.npz",
+        manifest="results/data/{dataset}/manifest.json",
     output:
         calib=f"results/dumps/{CELL}/calib.npz",
         test=f"results/dumps/{CELL}/test.npz",

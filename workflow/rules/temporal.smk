@@ -1,10 +1,12 @@
 # The temporal pilot: snapshots every `temporal.snapshot_stride` epochs during training; the
-# last `temporal.ensemble_k` of them are averaged into one model whose calibration and
-# routing tests are compared with the final model's.
+# last `temporal.ensemble_k` of them (those model.pt lists, with its weights key) are averaged
+# into one model whose calibration and routing tests are compared with the final model's.
 rule dump_ensemble:
     input:
         model=f"results/train/{CELL}/model.pt",
+        snapshots=f"results/train/{CELL}/snapshots",
         splits="results/data/{dataset}/splits.npz",
+        manifest="results/data/{dataset}/manifest.json",
     output:
         calib=f"results/dumps/{CELL}/calib_ensemble.npz",
         test=f"results/dumps/{CELL}/test_ensemble.npz",

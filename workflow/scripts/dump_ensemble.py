@@ -1,11 +1,13 @@
 """Snakemake entry point of rule `dump_ensemble`."""
 
+from arcal import logs
+
+logs.setup_rule(snakemake)  # first: failed imports land in the rule log too
+
 from pathlib import Path
 
-from arcal import logs
 from arcal.dump import dump_ensemble
 
-logs.setup(snakemake.log[0])
 s = snakemake.params.settings
 dump_ensemble(
     snakemake.input.model,

@@ -1,11 +1,13 @@
 """Snakemake entry point of rule `planted`."""
 
 from arcal import logs
+
+logs.setup_rule(snakemake)  # first: failed imports land in the rule log too
+
 from arcal.analysis.planted import planted_rows
 from arcal.calibration import ProbeInputs
 from arcal.io import atomic_write_csv, load_dump
 
-logs.setup(snakemake.log[0])
 calib = ProbeInputs.from_dump(load_dump(snakemake.input.calib))
 test = ProbeInputs.from_dump(load_dump(snakemake.input.test))
 seed = int(snakemake.wildcards.seed)

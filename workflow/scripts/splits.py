@@ -1,8 +1,11 @@
 """Snakemake entry point of the data stage (rule `splits`)."""
 
-from arcal import data, logs
+from arcal import logs
 
-logs.setup(snakemake.log[0])
+logs.setup_rule(snakemake)  # first: failed imports land in the rule log too
+
+from arcal import data
+
 s = snakemake.params.settings
 ds = data.load_dataset(s["dataset"], s["root"], s["download"], s["kind"])
 splits = data.make_splits(

@@ -1,13 +1,15 @@
 """Snakemake entry point of rule `summarise`."""
 
 from arcal import logs
-from arcal.report.aggregate import write_summary
 
-logs.setup(snakemake.log[0])
+logs.setup_rule(snakemake)  # first: failed imports land in the rule log too
+
+from arcal.report.aggregate import Options, write_summary
+
 write_summary(
     snakemake.wildcards.summary,
     "results",
     snakemake.params.cells,
     snakemake.output[0],
-    snakemake.params.alpha,
+    Options(snakemake.params.alpha, snakemake.params.n_bins),
 )

@@ -1,12 +1,14 @@
 """Snakemake entry point of rule `temporal_summary`."""
 
+from arcal import logs
+
+logs.setup_rule(snakemake)  # first: failed imports land in the rule log too
+
 import pandas as pd
 
-from arcal import logs
 from arcal.analysis.temporal import COLUMNS, temporal_rows
 from arcal.io import atomic_write_csv
 
-logs.setup(snakemake.log[0])
 permutation = dict(zip(snakemake.params.routed, snakemake.input.permutation))
 frames = [
     temporal_rows(

@@ -1,10 +1,15 @@
 """Snakemake entry point of the train stage (rule `train`)."""
 
+from arcal import logs
+
+logs.setup_rule(snakemake)  # first: failed imports land in the rule log too
+
 from pathlib import Path
 
-from arcal import logs
 from arcal.train import TrainConfig, train
 
-logs.setup(snakemake.log[0])
-cfg = TrainConfig.from_dict({**snakemake.params.settings, "splits": snakemake.input.splits})
+# The rule's threads (`--set-threads train=N`), not a config key: they do not change the weights.
+cfg = TrainConfig.from_dict(
+    {**snakemake.params.settings, "splits": snakemake.input.splits, "threads": snakemake.threads}
+)
 train(cfg, Path(snakemake.output.model).parent)

@@ -1,4 +1,4 @@
-"""Per-cell analysis stages: each reads a cell's dumps and writes one tidy CSV (DESIGN section 4).
+"""Per-cell analysis stages: each reads a cell's dumps and writes one tidy CSV (docs/methods.md).
 
 Modules: `metrics` (probe-free metrics), `probes` (calibration probes), `permutation`
 (matched-confidence gaps and within-bin permutation tests), `bandwidth` (NW bandwidth

@@ -1,5 +1,5 @@
 """Probe-free metrics of a model on its test split: accuracy, ECE, MCE, classwise ECE,
-SmoothECE, NLL and Brier (DESIGN section 2). Baseline models included."""
+SmoothECE, NLL and Brier (docs/methods.md). Baseline models included."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def model_metrics(dump: Dump, n_bins: int = 15) -> pd.DataFrame:
         "mce": cal.mce(conf, correct, n_bins),
         "classwise_ece": cal.classwise_ece(probs, dump.labels, n_bins),
         "smooth_ece": cal.smooth_ece(conf, correct),
-        "nll": cal.nll(probs, dump.labels),
+        "nll": cal.nll_logits(dump.logits, dump.labels),
         "brier": cal.brier(probs, dump.labels),
     }
     return pd.DataFrame({"metric": list(values), "value": list(values.values())})

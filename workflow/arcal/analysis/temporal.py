@@ -7,6 +7,8 @@ from __future__ import annotations
 import pandas as pd
 
 COLUMNS = ["dataset", "substrate", "variant", "seed", "model", "quantity", "value"]
+#: The within-bin test whose p-values the temporal table reports.
+TEMPORAL_TEST = "residualised"
 
 
 def temporal_rows(
@@ -16,13 +18,15 @@ def temporal_rows(
     ensemble_permutation: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """Tidy rows for one cell: every metric of the final model and of the ensemble, and the
-    ensemble's permutation p-value per routing feature (quantity `p_<feature>`)."""
+    ensemble's permutation p-value per routing feature (quantity `p_<feature>`) from the
+    default (residualised) test; NaN where that test could not run."""
     dataset, substrate, variant, seed = cell.split("/")
     keys = (dataset, substrate, variant, int(seed.removeprefix("seed")))
     rows = [(*keys, model, m, v)
             for model, table in (("final", final_metrics), ("ensemble", ensemble_metrics))
             for m, v in zip(table["metric"], table["value"])]
     if ensemble_permutation is not None:
+        default = ensemble_permutation[ensemble_permutation["method"] == TEMPORAL_TEST]
         rows += [(*keys, "ensemble", f"p_{f}", p)
-                 for f, p in zip(ensemble_permutation["feature"], ensemble_permutation["p_value"])]
+                 for f, p in zip(default["feature"], default["p_value"])]
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -16,7 +16,7 @@ For a bandwidth grid h * mu the per-chunk distance matrix is computed once and r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -162,11 +162,14 @@ def kfold_ids(n: int, k: int, seed: int) -> np.ndarray:
 def nw_kfold_grid(
     x: np.ndarray,
     y: np.ndarray,
-    h: np.ndarray | float,
+    h: np.ndarray | float | Callable[[int], np.ndarray | float],
     multipliers: np.ndarray | tuple[float, ...],
     k: int = 5, seed: int = 0, chunk_elems: int = 1 << 22,
 ) -> np.ndarray:
-    """Out-of-fold NW predictions (len(multipliers), n): each fold predicted from the others."""
+    """Out-of-fold NW predictions (len(multipliers), n): each fold predicted from the others.
+
+    ``h`` may be a function of the number of fitting examples (a rule such as Scott's, whose
+    bandwidth shrinks with n): each fold then gets the bandwidth for the size it is fitted on."""
     xx = _as_x(x, "x")
     yy = as_feature(y, "y", xx.shape[0])
     folds = kfold_ids(xx.shape[0], k, seed)
@@ -174,7 +177,8 @@ def nw_kfold_grid(
     out = np.empty((mus.shape[0], xx.shape[0]))
     for f in range(k):
         test = folds == f
-        out[:, test] = nw_predict_grid(xx[~test], yy[~test], xx[test], h, mus,
+        h_fold = h(int((~test).sum())) if callable(h) else h
+        out[:, test] = nw_predict_grid(xx[~test], yy[~test], xx[test], h_fold, mus,
                                        chunk_elems=chunk_elems)
     return out
 

@@ -1,4 +1,4 @@
-"""Calibration metrics (DESIGN section 2, "Metrics").
+"""Calibration metrics (docs/methods.md, "Metrics").
 
 All binned metrics use :mod:`arcal.calibration.binning` (15 equal-width bins by default, bin k
 holds k/15 <= c < (k+1)/15, the last bin also holds c == 1). Top-label metrics take the
@@ -14,6 +14,7 @@ import numpy as np
 
 from ._validate import as_binary, as_conf, as_feature, as_labels, as_probs, check_int
 from .binning import bin_index, bin_sums
+from .softmax import log_softmax
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -78,9 +79,17 @@ def smooth_ece(conf: np.ndarray, correct: np.ndarray) -> float:
     return float(relplot.smECE(c, z))
 
 
+def nll_logits(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Multiclass negative log-likelihood from logits, exactly: mean_i (logsumexp(l_i) - l_{i,y_i})
+    in float64 (no cap: a confidently wrong model gets its full penalty). What arcal reports."""
+    lp = log_softmax(logits)
+    y = as_labels(labels, "labels", lp.shape[0], lp.shape[1])
+    return float(-lp[np.arange(lp.shape[0]), y].mean())
+
+
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Multiclass negative log-likelihood: mean_i -log p_{i, y_i} (p clipped below at float64 eps,
-    as scikit-learn's ``log_loss`` does)."""
+    """Multiclass negative log-likelihood from probabilities: mean_i -log p_{i, y_i} (p clipped
+    below at float64 eps, as scikit-learn's ``log_loss`` does); prefer :func:`nll_logits`."""
     p = as_probs(probs, "probs")
     y = as_labels(labels, "labels", p.shape[0], p.shape[1])
     py = np.clip(p[np.arange(p.shape[0]), y], _EPS, 1.0)
@@ -134,7 +143,7 @@ def tertile_index(feature: np.ndarray) -> np.ndarray:
 def tertile_ece(
     conf: np.ndarray, correct: np.ndarray, feature: np.ndarray, n_bins: int = 15
 ) -> TertileECE:
-    """Worst-tertile ECE for ``feature`` (DESIGN section 2): split the examples into feature
+    """Worst-tertile ECE for ``feature`` (docs/methods.md, "Metrics"): split the examples into feature
     tertiles (see :func:`tertile_index`), compute the binned ECE inside each, report the maximum
     and the three values. Needs N >= 3."""
     c, z = _conf_correct(conf, correct)

@@ -1,4 +1,4 @@
-"""MLP probes of the capacity audit (DESIGN section 2): mlp-full, mlp-conf, mlp-shuffled.
+"""MLP probes of the capacity audit (docs/methods.md, "Probes"): mlp-full, mlp-conf, mlp-shuffled.
 
 Architecture: input -> Linear(width) -> ReLU -> Linear(width) -> ReLU -> Linear(1), trained with
 binary cross-entropy on z, Adam (lr 1e-3), mini-batches of 256, early stopping on a held-out fifth
@@ -13,6 +13,9 @@ and std. Parameter count: (d+1)w + (w+1)w + (w+1) = w^2 + (d+3)w + 1.
 * ``mlp-shuffled``: ``mlp-full`` with the routing rows H permuted across examples, in the
   calibration split at fit time and in every split at predict time (seeded), so c keeps its
   information and H loses its link to the example.
+
+``matrix`` names the per-layer matrix the probes read instead of H (``ProbeInputs.matrix``), so
+the same audit runs on any per-layer trace, e.g. attention entropies (``mlp-full@A``).
 """
 
 from __future__ import annotations
@@ -75,11 +78,12 @@ class MLPProbe(Probe):
 
     def __init__(self, kind: str = "full", width: int = 64, max_epochs: int = 300,
                  patience: int = 20, batch_size: int = 256, lr: float = 1e-3,
-                 seed: int = 0) -> None:
+                 seed: int = 0, matrix: str = "H") -> None:
         if kind not in KINDS:
             raise ValueError(f"kind: unknown MLP probe kind {kind!r}; use one of {KINDS}")
         self.kind = kind
-        self.name = f"mlp-{kind}"
+        self.matrix = matrix
+        self.name = f"mlp-{kind}" if matrix == "H" else f"mlp-{kind}@{matrix}"
         self.width = check_int(width, "width", 1)
         self.max_epochs = check_int(max_epochs, "max_epochs", 1)
         self.patience = check_int(patience, "patience", 1)
@@ -94,10 +98,10 @@ class MLPProbe(Probe):
         c = inputs.conf[:, None]
         if self.kind == "conf":
             return c
-        if inputs.H is None:
+        H = inputs.matrix(self.matrix)
+        if H is None:
             raise ValueError(f"H: {self.name} needs the per-consumer routing entropies (L >= 1); "
                              "this split has none (baseline model?)")
-        H = inputs.H
         if self.kind == "shuffled":
             rng = np.random.default_rng([self.seed, stream])
             H = H[rng.permutation(inputs.n)]
@@ -111,7 +115,8 @@ class MLPProbe(Probe):
             raise ValueError(f"train: {self.name} needs at least 10 calibration examples")
         x = self._design(train, stream=0)
         if self.kind == "conf":
-            L = 0 if train.H is None else train.H.shape[1]
+            M = train.matrix(self.matrix)
+            L = 0 if M is None else M.shape[1]
             target = mlp_param_count(1 + L, self.width)
             self.width_ = matched_width(target, 1)
             got = mlp_param_count(1, self.width_)
@@ -178,7 +183,7 @@ class MLPProbe(Probe):
         self._check_fitted("net_")
         x = self._design(inputs, stream=1)
         if x.shape[1] != self.mean_.shape[0]:
-            raise ValueError(f"H: {x.shape[1] - 1} routing columns, the probe was fitted on "
+            raise ValueError(f"{self.matrix}: {x.shape[1] - 1} columns, the probe was fitted on "
                              f"{self.mean_.shape[0] - 1}")
         with torch.no_grad(), _one_thread():
             logit = self.net_(torch.from_numpy((x - self.mean_) / self.scale_))[:, 0].numpy()

@@ -1,10 +1,27 @@
-"""Within-confidence-bin permutation test of a routing feature (DESIGN section 2).
+"""Within-confidence-bin permutation tests of a routing feature (docs/methods.md, "Permutation
+tests").
 
-Statistic T = weighted matched gap (:func:`arcal.calibration.gaps.matched_gaps`). Null: the
-feature is permuted among the examples of each confidence bin, independently per bin, which keeps
-every (c, z) pair and the composition of every bin. p = (1 + #{T_perm >= T_obs}) / (B + 1)
-(Phipson & Smyth 2010: never 0), with ties counted within a relative tolerance of 100 float64
-eps, as ``scipy.stats.permutation_test`` does.
+Both methods use the matched-confidence gaps of :mod:`arcal.calibration.gaps` and the same null:
+the feature is permuted among the examples of each confidence bin, independently per bin, which
+keeps every (c, z) pair and the composition of every bin. They differ in the residual compared
+between the top and bottom thirds of the feature:
+
+* ``"within-bin"`` (the paper's test): e = z - c. Inside a bin 1/15 wide, a feature that moves
+  with confidence and a miscalibration that changes across the bin make the thirds differ for
+  confidence reasons alone, so this test rejects nulls in which the feature adds nothing beyond c
+  (size 0.5-0.8 for z ~ Bernoulli(c^3) and a feature tracking c; ``bench/size_power.py``).
+* ``"residualised"`` (the default): e = z - m(c), m a confidence-only calibration map cross-fitted
+  on the same split (:func:`arcal.calibration.confidence_map.cross_fitted_map`, 5 folds), so
+  what confidence explains is removed before the thirds are compared. It keeps its size under
+  curved and tempered miscalibration with features that track confidence, at the power of the
+  paper's test when the features do not (``bench/size_power.py``; docs/methods.md says why it
+  was chosen over finer strata and over conditional permutation within near-equal confidences).
+
+Statistics: T = weighted gap (the test's ``statistic``) and the max gap, each with its own
+p-value from the same permutations. p = (1 + #{T_perm >= T_obs}) / (B + 1) (Phipson & Smyth
+2010: never 0), with ties counted within a relative tolerance of 100 float64 eps, as
+``scipy.stats.permutation_test`` does. When no bin reaches ``min_bin`` the test cannot run: its
+statistic and p-values are NaN and ``ran`` is False; callers must report it as not run.
 
 How the null is drawn. Within a bin, gap_k = |sum_j omega_j e_(j)| where slot j is the j-th rank
 of the feature and omega_j its weight (gaps module). Permuting the feature over the members is
@@ -29,15 +46,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validate import check_int
+from .confidence_map import cross_fitted_map
 from .gaps import BinDesign, MatchedGaps, matched_gaps, validate_gap_inputs
 
+METHODS: tuple[str, ...] = ("residualised", "within-bin")
+"""Test methods: the default first; "within-bin" is the paper's test."""
+CROSS_FIT_FOLDS = 5
 _TIE_RTOL = 100 * float(np.finfo(np.float64).eps)
 
 
 @dataclass(frozen=True)
 class PermutationResult:
     """``statistic`` (= ``weighted_gap``), ``pvalue`` and the ``null`` statistics (length
-    ``n_perm``); NaN statistic and p-value and an empty null when no bin reaches ``min_bin``."""
+    ``n_perm``); ``pvalue_max`` and ``null_max`` the same for the max gap. When no bin reaches
+    ``min_bin`` the test did not run: ``ran`` is False, statistics and p-values are NaN and the
+    nulls empty."""
 
     statistic: float
     pvalue: float
@@ -47,6 +70,14 @@ class PermutationResult:
     weighted_gap: float
     n_bins_used: int
     gaps: MatchedGaps = field(repr=False)
+    method: str = "residualised"
+    pvalue_max: float = float("nan")
+    null_max: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    @property
+    def ran(self) -> bool:
+        """Whether the test ran (at least one bin held ``min_bin`` examples)."""
+        return self.n_bins_used > 0
 
 
 def _bin_gaps(design: BinDesign, rows: int, rng: np.random.Generator) -> np.ndarray:
@@ -79,23 +110,42 @@ def _bin_gaps(design: BinDesign, rows: int, rng: np.random.Generator) -> np.ndar
         if bad.size == 0:
             break
         keys[bad] = draw(bad.size)
-    # one gather-and-sum per run of equal weight (no BLAS call, so no OpenBLAS threads)
+    # one gather-and-sum per run of equal weight (no BLAS call, so no OpenBLAS threads); only the
+    # weighted slots are decoded, straight into native indices (numpy gathers with a uint32 index
+    # array about three times slower than with intp)
     d = np.zeros(rows)
     for a, b, w in runs:
-        slots = keys[:, a:b]
-        slots &= mask  # only the weighted slots need their member index decoded
-        d += w * e[slots].sum(axis=1)
+        members = np.empty((rows, b - a), dtype=np.intp)
+        np.bitwise_and(keys[:, a:b], mask, out=members, casting="unsafe")
+        d += w * e[members].sum(axis=1)
     return np.abs(d)
 
 
 def _null_chunk(
     designs: tuple[BinDesign, ...], rows: int, seed: np.random.SeedSequence
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted-gap and max-gap statistics of ``rows`` permutations."""
     rng = np.random.Generator(np.random.SFC64(seed))  # the fastest raw bits numpy ships
-    out = np.zeros(rows)
+    weighted, largest = np.zeros(rows), np.zeros(rows)
     for design in designs:
-        out += design.weight * _bin_gaps(design, rows, rng)
-    return out
+        gap = _bin_gaps(design, rows, rng)
+        weighted += design.weight * gap
+        np.maximum(largest, gap, out=largest)
+    return weighted, largest
+
+
+def _pvalue(null: np.ndarray, observed: float) -> float:
+    count = int(np.sum(null >= observed - _TIE_RTOL * abs(observed)))
+    return (1.0 + count) / (null.shape[0] + 1.0)
+
+
+def residual_reference(conf: np.ndarray, correct: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """What each example's correctness is compared with: c for "within-bin", the cross-fitted
+    confidence-only map m(c) for "residualised" (folds seeded from ``seed``)."""
+    if method == "within-bin":
+        return conf
+    fold_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+    return cross_fitted_map(conf, correct, CROSS_FIT_FOLDS, fold_seed)
 
 
 def permutation_test(
@@ -106,29 +156,36 @@ def permutation_test(
     min_bin: int = 30,
     n_perm: int = 10_000,
     seed: int = 0,
+    method: str = "residualised",
     chunk_elems: int = 1 << 22,
 ) -> PermutationResult:
-    """Within-bin permutation test of the weighted matched gap of ``feature``.
+    """Within-bin permutation test of the weighted (and max) matched gap of ``feature``;
+    ``method`` is "residualised" (default) or "within-bin" (the paper's; module docstring).
 
     Deterministic for fixed ``seed`` and ``chunk_elems``.
     """
+    if method not in METHODS:
+        raise ValueError(f"method: unknown test {method!r}; use one of {METHODS}")
     c, z, r, n_bins, min_bin = validate_gap_inputs(conf, correct, feature, n_bins, min_bin)
     n_perm = check_int(n_perm, "n_perm", 1)
     chunk_elems = check_int(chunk_elems, "chunk_elems", 1)
     check_int(seed, "seed", 0)
-    gaps = matched_gaps(c, z, r, n_bins=n_bins, min_bin=min_bin)
+    reference = residual_reference(c, z, method, seed)
+    gaps = matched_gaps(c, z, r, n_bins=n_bins, min_bin=min_bin, reference=reference)
     if gaps.n_bins_used == 0:
-        return PermutationResult(float("nan"), float("nan"), np.empty(0), n_perm,
-                                 gaps.max_gap, gaps.weighted_gap, 0, gaps)
+        nan = float("nan")
+        return PermutationResult(nan, nan, np.empty(0), n_perm, nan, nan, 0, gaps, method)
     rows = max(1, min(n_perm, chunk_elems // max(1, gaps.n_used)))
     sizes = [min(rows, n_perm - s) for s in range(0, n_perm, rows)]
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
-    null = np.concatenate([_null_chunk(gaps.designs, k, s) for k, s in zip(sizes, seeds)])
-    t_obs = gaps.weighted_gap
-    count = int(np.sum(null >= t_obs - _TIE_RTOL * abs(t_obs)))
-    pvalue = (1.0 + count) / (n_perm + 1.0)
-    return PermutationResult(t_obs, pvalue, null, n_perm, gaps.max_gap, t_obs,
-                             gaps.n_bins_used, gaps)
+    chunks = [_null_chunk(gaps.designs, k, s) for k, s in zip(sizes, seeds)]
+    null = np.concatenate([w for w, _ in chunks])
+    null_max = np.concatenate([m for _, m in chunks])
+    return PermutationResult(
+        gaps.weighted_gap, _pvalue(null, gaps.weighted_gap), null, n_perm, gaps.max_gap,
+        gaps.weighted_gap, gaps.n_bins_used, gaps, method, _pvalue(null_max, gaps.max_gap),
+        null_max,
+    )
 
 
 def benjamini_hochberg(pvalues: np.ndarray, alpha: float = 0.05) -> np.ndarray:

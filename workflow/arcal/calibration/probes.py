@@ -1,4 +1,4 @@
-"""Recalibration probes (DESIGN section 2, "Probes").
+"""Recalibration probes (docs/methods.md, "Probes").
 
 Each probe is fitted on the calibration split and maps a split's features to a recalibrated
 top-label confidence in [0, 1]; the predicted class never changes. Interface::
@@ -17,11 +17,12 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logsumexp
 
-from ._validate import check_positive
+from ._validate import check_int, check_positive
 from .bandwidth import CV_MULTIPLIERS, RULES, clip_prob, cv_nll_curve, scott_factor
 from .binning import bin_sums
 from .inputs import ProbeInputs
 from .kernel import nw_predict_grid
+from .logistic import fit_logistic, logit_conf
 
 
 class Probe(ABC):
@@ -72,7 +73,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     Bounded Brent search over log T in [-10, 10] (``xatol`` = 64 eps, as scikit-learn's
     ``_TemperatureScaling``, which searches log(1/T)); log T keeps T positive and the problem
-    one-dimensional and well-conditioned (calibration.md 3.3)."""
+    one-dimensional and well-conditioned."""
     z = np.asarray(logits, dtype=np.float64)
     zy = z[np.arange(z.shape[0]), labels]
 
@@ -109,11 +110,6 @@ class TemperatureProbe(Probe):
         return 1
 
 
-def _logit_conf(conf: np.ndarray) -> np.ndarray:
-    c = np.clip(conf, 1e-12, 1.0 - 1e-12)
-    return np.log(c) - np.log1p(-c)
-
-
 class LinearConfProbe(Probe):
     """``linear-conf``: logistic regression of z on logit(c) (Platt-style), unpenalised maximum
     likelihood by Newton's method; c clipped to [1e-12, 1 - 1e-12] before the logit. With a
@@ -128,51 +124,26 @@ class LinearConfProbe(Probe):
 
     def fit(self, train: ProbeInputs) -> "LinearConfProbe":
         train = self._check_inputs(train, "train")
-        x, z = _logit_conf(train.conf), train.correct
+        x, z = logit_conf(train.conf, 1e-12), train.correct
         if z.min() == z.max():
             rate = float(np.clip(z[0], 1e-6, 1 - 1e-6))
             self.coef_ = np.array([np.log(rate) - np.log1p(-rate), 0.0])
             return self
-        X = np.column_stack([np.ones_like(x), x])
-        w = np.zeros(2)
-
-        def nll(w: np.ndarray) -> float:
-            t = X @ w
-            return float(np.sum(np.logaddexp(0.0, t) - z * t))
-
-        current = nll(w)
-        for _ in range(self.max_iter):
-            p = expit(X @ w)
-            grad = X.T @ (p - z)
-            hess = (X * (p * (1 - p))[:, None]).T @ X + 1e-12 * np.eye(2)
-            step = np.linalg.solve(hess, grad)
-            t = 1.0
-            while t > 1e-10:
-                cand = w - t * step
-                value = nll(cand)
-                if value <= current:
-                    break
-                t /= 2
-            else:
-                break
-            w, current = cand, value
-            if np.max(np.abs(t * step)) < 1e-12:
-                break
-        self.coef_ = w
+        self.coef_ = fit_logistic(np.column_stack([np.ones_like(x), x]), z, max_iter=self.max_iter)
         return self
 
     def predict(self, inputs: ProbeInputs) -> np.ndarray:
         inputs = self._check_inputs(inputs, "inputs")
         self._check_fitted("coef_")
-        return clip_prob(expit(self.coef_[0] + self.coef_[1] * _logit_conf(inputs.conf)))
+        return clip_prob(expit(self.coef_[0] + self.coef_[1] * logit_conf(inputs.conf, 1e-12)))
 
     @property
     def n_params(self) -> int:
         return 2
 
 
-def _ece_rows(p: np.ndarray, z: np.ndarray, n_bins: int = 15) -> np.ndarray:
-    """15-bin ECE of each row of p (G, N) against z."""
+def _ece_rows(p: np.ndarray, z: np.ndarray, n_bins: int) -> np.ndarray:
+    """``n_bins``-bin ECE of each row of p (G, N) against z."""
     out = np.empty(p.shape[0])
     for g in range(p.shape[0]):
         _, s_conf, s_corr = bin_sums(p[g], z, n_bins)
@@ -186,13 +157,13 @@ class NWProbe(Probe):
     ignored), bandwidth = multiplier x Scott's n^(-1/(d+4)) on every axis, output clipped to
     [1e-6, 1 - 1e-6]. ``rule``: "scott" (use ``multiplier``), "cv-nll" (choose from ``grid`` by
     ``n_folds``-fold CV-NLL on the calibration split) or "oracle" (choose from ``grid`` by ECE on
-    the inputs given to ``predict``: peeks at their labels). ``n_params`` = number of bandwidths
-    (d; the probe is non-parametric).
+    the inputs given to ``predict``: peeks at their labels; ``n_bins`` equal-width bins).
+    ``n_params`` = number of bandwidths (d; the probe is non-parametric).
     """
 
     def __init__(self, name: str, features: tuple[str, ...], rule: str = "scott",
                  multiplier: float = 1.0, grid: tuple[float, ...] = CV_MULTIPLIERS,
-                 n_folds: int = 5, seed: int = 0) -> None:
+                 n_folds: int = 5, seed: int = 0, n_bins: int = 15) -> None:
         if rule not in RULES:
             raise ValueError(f"rule: unknown bandwidth rule {rule!r}; use one of {RULES}")
         self.name = name
@@ -202,6 +173,7 @@ class NWProbe(Probe):
         self.grid = tuple(check_positive(m, "grid") for m in grid)
         self.n_folds = n_folds
         self.seed = seed
+        self.n_bins = check_int(n_bins, "n_bins", 1)
         self.is_oracle = rule == "oracle"
         self.x_: np.ndarray | None = None
         self.cv_nll_: np.ndarray | None = None
@@ -252,7 +224,7 @@ class NWProbe(Probe):
     def predict(self, inputs: ProbeInputs) -> np.ndarray:
         if self.rule == "oracle":
             p = self.predict_grid(inputs, self.grid)
-            best = int(np.argmin(_ece_rows(p, inputs.correct)))
+            best = int(np.argmin(_ece_rows(p, inputs.correct, self.n_bins)))
             self.multiplier_ = self.grid[best]
             return p[best]
         self._check_fitted("multiplier_")

@@ -6,8 +6,12 @@ Public API::
     with routing_capture(model) as trace:
         logits = model(x)
     batch = trace.result()          # arcal.routing.RoutingBatch
+    with attention_capture(model) as attn:   # every variant, baselines included
+        logits = model(x)
+    attn.result().A                 # (B, attention layers) normalised attention entropies
 """
 
+from arcal.models.attention import AttentionBatch, attention_capture
 from arcal.models.attnres import RESIDUALS, DepthMixer, RoutingTrace, routing_capture
 from arcal.models.registry import SUBSTRATES, LoadReport, Substrate, create_model, load_backbone_checkpoint
 from arcal.models.swin import AttnResSwinTransformer
@@ -16,6 +20,8 @@ from arcal.models.vit import AttnResVisionTransformer
 VARIANTS = RESIDUALS
 
 __all__ = [
+    "AttentionBatch",
+    "attention_capture",
     "SUBSTRATES",
     "VARIANTS",
     "AttnResSwinTransformer",

@@ -3,7 +3,9 @@
 timm style: a registry of named configs, one configurable class per family
 (:class:`~arcal.models.vit.AttnResVisionTransformer`,
 :class:`~arcal.models.swin.AttnResSwinTransformer`). Patch and window sizes default to a rule of the
-image size (research/attnres.md 5.5) and can be overridden like any other timm keyword.
+image size (research/attnres.md 5.5) and can be overridden like any other timm keyword. Swin
+substrates also take ``min_stage_blocks``, the Block-AttnRes block policy of their stages
+(default :data:`~arcal.models.swin.MIN_STAGE_BLOCKS`, why in :mod:`arcal.models.swin`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from arcal.models.swin import AttnResSwinTransformer
+from arcal.models.swin import MIN_STAGE_BLOCKS, AttnResSwinTransformer
 from arcal.models.attnres import RESIDUALS
 from arcal.models.vit import AttnResVisionTransformer
 
@@ -79,10 +81,10 @@ def create_model(substrate: str, variant: str, num_classes: int, img_size: int, 
     """Build ``substrate`` with residual ``variant`` ("baseline", "full" or "block").
 
     ``overrides`` are timm keyword arguments that replace the registered config (embed_dim,
-    depth, num_heads, patch_size, window_size, ...). The result maps (B, in_chans, img_size,
-    img_size) images to (B, num_classes) logits and carries ``arcal_config``: the keyword
-    arguments that rebuild it with ``create_model(**model.arcal_config)`` (image-size-dependent
-    defaults resolved).
+    depth, num_heads, patch_size, window_size, ...) and, for Swin substrates, ``min_stage_blocks``.
+    The result maps (B, in_chans, img_size, img_size) images to (B, num_classes) logits and carries
+    ``arcal_config``: the keyword arguments that rebuild it with ``create_model(**model.arcal_config)``
+    (image-size-dependent defaults and the Swin block policy resolved).
     """
     if substrate not in SUBSTRATES:
         raise ValueError(f"substrate={substrate!r}: unknown; registered substrates are {sorted(SUBSTRATES)}")
@@ -100,8 +102,13 @@ def create_model(substrate: str, variant: str, num_classes: int, img_size: int, 
     patch = resolved["patch_size"]
     if not isinstance(patch, int) or patch < 1 or img_size % patch:
         raise ValueError(f"patch_size={patch!r}: must be a positive divisor of img_size={img_size}")
-    if sub.family == "swin" and "window_size" not in resolved:
-        resolved["window_size"] = default_window_size(img_size // patch)
+    if sub.family == "swin":
+        if "window_size" not in resolved:
+            resolved["window_size"] = default_window_size(img_size // patch)
+        resolved.setdefault("min_stage_blocks", MIN_STAGE_BLOCKS)
+    elif "min_stage_blocks" in resolved:
+        raise ValueError(f"min_stage_blocks={resolved['min_stage_blocks']!r}: a Swin stage policy, but substrate "
+                         f"{substrate!r} is a {sub.family} (one stack; set block_size instead)")
     kwargs = {**sub.config, **resolved}
     common = dict(residual=variant, block_size=block_size, img_size=img_size, in_chans=in_chans,
                   num_classes=num_classes, drop_path_rate=float(drop_path_rate))

@@ -1,4 +1,4 @@
-"""Aggregate per-cell results into tidy summary tables (stage 7 of DESIGN section 4).
+"""Aggregate per-cell results into tidy summary tables (the aggregation stage).
 
 A *cell* is ``{dataset}/{substrate}/{variant}/seed{seed}``. For every cell this module reads
 
@@ -10,7 +10,8 @@ A *cell* is ``{dataset}/{substrate}/{variant}/seed{seed}``. For every cell this 
 and writes, under ``out_dir``, one long-format CSV per kind with the cell keys
 (dataset, substrate, variant, seed) as leading columns, rows sorted by those keys:
 ``cells.csv``, ``metrics.csv``, ``probes.csv``, ``permutation.csv`` (plus ``reject_bh``, the
-Benjamini-Hochberg decision over the family of all tests, and its level ``bh_alpha``),
+Benjamini-Hochberg decision over the family of all tests of one method that ran, and its level
+``bh_alpha``; tests that did not run have an empty ``reject_bh`` and are in no family),
 ``bandwidth.csv``, ``capacity.csv``, ``history.csv``, ``reliability.csv``, ``routing_profiles.csv`` and
 ``permutation_nulls.npz``. Means and standard deviations over seeds are computed where they are
 shown (``seed_stats``), never stored, so every table reads the same per-seed numbers.
@@ -34,7 +35,6 @@ from arcal.io import atomic_save_npz, atomic_write_text
 CELL_KEYS = ["dataset", "substrate", "variant", "seed"]
 GROUP_KEYS = ["dataset", "substrate", "variant"]
 BASELINE = "baseline"
-N_BINS = 15
 ROUTING_FEATURES = ("r_agg", "depth_var")
 CAPACITY_PROBES = ("linear-conf", "mlp-conf", "mlp-full", "mlp-shuffled")
 
@@ -42,16 +42,19 @@ _CELL_RE = re.compile(
     r"^(?P<dataset>[^/]+)/(?P<substrate>[^/]+)/(?P<variant>[^/]+)/seed(?P<seed>\d+)$"
 )
 
-#: Required columns of each per-cell input, as fixed by DESIGN section 4.
+#: Required columns of each per-cell input, as written by the per-cell stages (arcal.analysis).
 INPUT_COLUMNS = {
     "metrics": ["metric", "value"],
     "probes": ["probe", "bandwidth_rule", "multiplier", "metric", "value", "n_params"],
     "permutation": [
         "feature",
+        "method",
+        "ran",
         "n_bins_used",
         "max_gap",
         "weighted_gap",
         "p_value",
+        "p_value_max",
         "n_perm",
         "reject",
     ],
@@ -67,6 +70,14 @@ INPUT_COLUMNS = {
         "seconds",
     ],
 }
+
+class Options(NamedTuple):
+    """Settings the summaries depend on (the config's ``calibration`` block): the level of the
+    Benjamini-Hochberg adjustment and the number of confidence bins of the reliability table."""
+
+    alpha: float = 0.05
+    n_bins: int = 15
+
 
 class MissingInputError(ValueError):
     """A per-cell input file that the aggregation needs does not exist."""
@@ -115,12 +126,13 @@ def _read_csv(path: Path, kind: str, keys: dict[str, object]) -> pd.DataFrame:
 
 
 def _reliability_rows(
-    keys: dict[str, object], conf: np.ndarray, correct: np.ndarray, features: dict[str, np.ndarray]
+    keys: dict[str, object], conf: np.ndarray, correct: np.ndarray,
+    features: dict[str, np.ndarray], n_bins: int,
 ) -> list[dict[str, object]]:
     """Per-bin counts and sums for all examples (feature 'all', tertile 0) and per routing tertile.
 
-    Bins and tertiles are the statistics library's (``arcal.calibration.bin_index``: 15 equal-width
-    bins, left-closed, last bin holds 1; ``tertile_index``: stable-rank tertiles, as in the
+    Bins and tertiles are the statistics library's (``arcal.calibration.bin_index``: ``n_bins``
+    equal-width bins, left-closed, last bin holds 1; ``tertile_index``: stable-rank tertiles, as in the
     worst-tertile ECE), so the diagrams show exactly the groups the metrics score. Tertiles are
     formed within each model (seed) before pooling, numbered 1 (low) to 3 (high).
     """
@@ -132,12 +144,12 @@ def _reliability_rows(
     for name, r in features.items():
         t = tertile_index(r) + 1
         groups += [(name, k, t == k) for k in (1, 2, 3)]
-    b = bin_index(conf, N_BINS)
+    b = bin_index(conf, n_bins)
     for feature, tertile, mask in groups:
-        n = np.bincount(b[mask], minlength=N_BINS)
-        s_acc = np.bincount(b[mask], weights=correct[mask], minlength=N_BINS)
-        s_conf = np.bincount(b[mask], weights=conf[mask], minlength=N_BINS)
-        for k in range(N_BINS):
+        n = np.bincount(b[mask], minlength=n_bins)
+        s_acc = np.bincount(b[mask], weights=correct[mask], minlength=n_bins)
+        s_conf = np.bincount(b[mask], weights=conf[mask], minlength=n_bins)
+        for k in range(n_bins):
             rows.append(
                 {
                     **{g: keys[g] for g in GROUP_KEYS},
@@ -237,7 +249,7 @@ def _read_test_dump(res: Path, keys: dict[str, object]) -> dict[str, object]:
     return dump
 
 
-def _cells_table(res: Path, parsed: list[dict[str, object]], alpha: float) -> pd.DataFrame:
+def _cells_table(res: Path, parsed: list[dict[str, object]], opts: Options) -> pd.DataFrame:
     rows = []
     for keys in parsed:
         d = _read_test_dump(res, keys)
@@ -245,16 +257,17 @@ def _cells_table(res: Path, parsed: list[dict[str, object]], alpha: float) -> pd
     return _sorted([pd.DataFrame(rows)], [*CELL_KEYS, "n_test", "n_consumers"])
 
 
-def _reliability_table(res: Path, parsed: list[dict[str, object]], alpha: float) -> pd.DataFrame:
+def _reliability_table(res: Path, parsed: list[dict[str, object]], opts: Options) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     for keys in parsed:
         d = _read_test_dump(res, keys)
         ar = is_attnres(str(keys["variant"]))
-        rows += _reliability_rows(keys, d["conf"], d["correct"], d["features"] if ar else {})
-    return _pool_reliability(rows)
+        rows += _reliability_rows(keys, d["conf"], d["correct"], d["features"] if ar else {},
+                                  opts.n_bins)
+    return _pool_reliability(rows, opts.n_bins)
 
 
-def _profiles_table(res: Path, parsed: list[dict[str, object]], alpha: float) -> pd.DataFrame:
+def _profiles_table(res: Path, parsed: list[dict[str, object]], opts: Options) -> pd.DataFrame:
     rows = []
     for keys in parsed:
         path = res / INPUT_PATHS["profile"].format(cell=_cell_id(keys))
@@ -275,33 +288,38 @@ def _profiles_table(res: Path, parsed: list[dict[str, object]], alpha: float) ->
     )
 
 
-def _probes_table(res: Path, parsed: list[dict[str, object]], alpha: float) -> pd.DataFrame:
+def _probes_table(res: Path, parsed: list[dict[str, object]], opts: Options) -> pd.DataFrame:
     frames = _per_cell(res, parsed, "probes")
     for df in frames:
         df["bandwidth_rule"] = df["bandwidth_rule"].fillna("none")
     return _sorted(frames, [*CELL_KEYS, *INPUT_COLUMNS["probes"]])
 
 
-def _capacity_table(res: Path, parsed: list[dict[str, object]], alpha: float) -> pd.DataFrame:
-    probes = _probes_table(res, parsed, alpha)
+def _capacity_table(res: Path, parsed: list[dict[str, object]], opts: Options) -> pd.DataFrame:
+    probes = _probes_table(res, parsed, opts)
     return probes[probes["probe"].isin(CAPACITY_PROBES)][
         [*CELL_KEYS, "probe", "n_params", "metric", "value"]
     ].reset_index(drop=True)
 
 
-def _permutation_table(res: Path, parsed: list[dict[str, object]], alpha: float) -> pd.DataFrame:
+def _permutation_table(res: Path, parsed: list[dict[str, object]], opts: Options) -> pd.DataFrame:
     perm = _sorted(
         _per_cell(res, parsed, "permutation"),
         [*CELL_KEYS, *INPUT_COLUMNS["permutation"]],
-        ["feature"],
+        ["feature", "method"],
     )
-    perm["reject"] = perm["reject"].astype(bool)
-    perm["reject_bh"] = _bh(perm["p_value"].to_numpy(dtype=float), alpha)
-    perm["bh_alpha"] = alpha
+    perm["ran"] = perm["ran"].astype(bool)
+    perm["reject"] = perm["reject"].astype("boolean")
+    if (perm["ran"] == perm["reject"].isna()).any():
+        raise ValueError("permutation CSVs: `reject` must be empty exactly for tests that did not run")
+    perm["reject_bh"] = pd.array([pd.NA] * len(perm), dtype="boolean")
+    for _, idx in perm[perm["ran"]].groupby("method").groups.items():
+        perm.loc[idx, "reject_bh"] = _bh(perm.loc[idx, "p_value"].to_numpy(dtype=float), opts.alpha)
+    perm["bh_alpha"] = opts.alpha
     return perm
 
 
-def _nulls(res: Path, parsed: list[dict[str, object]], alpha: float) -> dict[str, np.ndarray]:
+def _nulls(res: Path, parsed: list[dict[str, object]], opts: Options) -> dict[str, np.ndarray]:
     nulls: dict[str, np.ndarray] = {}
     for keys in parsed:
         if not is_attnres(str(keys["variant"])):
@@ -315,7 +333,7 @@ def _nulls(res: Path, parsed: list[dict[str, object]], alpha: float) -> dict[str
 
 
 def _simple(kind: str, extra_sort: Sequence[str] = ()) -> Callable[..., pd.DataFrame]:
-    def build(res: Path, parsed: list[dict[str, object]], alpha: float) -> pd.DataFrame:
+    def build(res: Path, parsed: list[dict[str, object]], opts: Options) -> pd.DataFrame:
         return _sorted(_per_cell(res, parsed, kind), [*CELL_KEYS, *INPUT_COLUMNS[kind]], extra_sort)
 
     return build
@@ -360,12 +378,12 @@ def write_summary(
     results_dir: str | os.PathLike[str],
     cells: Sequence[str],
     out_path: str | os.PathLike[str],
-    alpha: float = 0.05,
+    opts: Options = Options(),
 ) -> Path:
     """Build summary file `name` from the cells under `results_dir` and write it atomically."""
     if name not in SUMMARIES:
         raise ValueError(f"unknown summary {name!r}; known: {', '.join(SUMMARIES)}")
-    built = SUMMARIES[name].build(Path(results_dir), _check_cells(cells), alpha)
+    built = SUMMARIES[name].build(Path(results_dir), _check_cells(cells), opts)
     out = Path(out_path)
     if isinstance(built, dict):
         atomic_save_npz(out, **built)
@@ -378,16 +396,17 @@ def aggregate(
     results_dir: str | os.PathLike[str],
     cells: Sequence[str],
     out_dir: str | os.PathLike[str],
-    alpha: float = 0.05,
+    opts: Options = Options(),
 ) -> dict[str, Path]:
     """Read every cell under ``results_dir`` and write all summary files into ``out_dir``.
 
-    ``alpha`` is the level of the Benjamini-Hochberg procedure applied to all permutation tests
-    together (one family: every cell, variant, seed and feature). Returns {file name: path}.
+    ``opts.alpha`` is the level of the Benjamini-Hochberg procedure applied to the permutation
+    tests of one method that ran, together (one family: every cell, variant, seed and feature).
+    Returns {file name: path}.
     """
     _check_cells(cells)
     return {
-        name: write_summary(name, results_dir, cells, Path(out_dir) / name, alpha)
+        name: write_summary(name, results_dir, cells, Path(out_dir) / name, opts)
         for name in SUMMARIES
     }
 
@@ -399,7 +418,7 @@ def _bh(p_values: np.ndarray, alpha: float) -> np.ndarray:
     return benjamini_hochberg(p_values, alpha=alpha)
 
 
-def _pool_reliability(rows: list[dict[str, object]]) -> pd.DataFrame:
+def _pool_reliability(rows: list[dict[str, object]], n_bins: int) -> pd.DataFrame:
     """Pool per-seed bin counts over seeds: n, acc = mean correctness, conf = mean confidence."""
     cols = [*GROUP_KEYS, "feature", "tertile", "bin", "bin_lo", "bin_hi", "n", "acc", "conf"]
     if not rows:
@@ -412,8 +431,8 @@ def _pool_reliability(rows: list[dict[str, object]]) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         g["acc"] = np.where(n > 0, g["sum_acc"] / n, np.nan)
         g["conf"] = np.where(n > 0, g["sum_conf"] / n, np.nan)
-    g["bin_lo"] = g["bin"] / N_BINS
-    g["bin_hi"] = (g["bin"] + 1) / N_BINS
+    g["bin_lo"] = g["bin"] / n_bins
+    g["bin_hi"] = (g["bin"] + 1) / n_bins
     return g[cols].reset_index(drop=True)
 
 
@@ -444,9 +463,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--alpha", type=float, default=0.05, help="Benjamini-Hochberg level (default 0.05)"
     )
+    ap.add_argument("--n-bins", type=int, default=15, help="confidence bins (default 15)")
     args = ap.parse_args(argv)
     cell_list = read_cells_file(args.cells_file) if args.cells_file else list(args.cells)
-    written = aggregate(args.results, cell_list, args.out, alpha=args.alpha)
+    written = aggregate(args.results, cell_list, args.out, Options(args.alpha, args.n_bins))
     print(json.dumps({k: str(v) for k, v in written.items()}, indent=1))
 
 

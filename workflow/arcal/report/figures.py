@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from arcal.io import atomic_write_bytes
-from arcal.report.aggregate import BASELINE, GROUP_KEYS, N_BINS, load_nulls
+from arcal.report.aggregate import BASELINE, GROUP_KEYS, load_nulls
 from arcal.report.latex import PLAIN_NAMES
 from arcal.report.tables import BAND_METRIC, pooled_planted, probe_key, variant_key
 
@@ -175,7 +175,7 @@ def reliability(summary_dir: Path) -> Figure:
     """Reliability diagrams per routing tertile, pooled over seeds (bins with >= MIN_BIN_N examples).
 
     Panels: rows (dataset, substrate), columns (variant, feature); in each panel accuracy against
-    mean confidence per 15-bin confidence bin for the low, middle and high tertile of the feature.
+    mean confidence per confidence bin for the low, middle and high tertile of the feature.
     Without AttnRes models, the all-examples diagram of each variant is shown instead.
     """
     df = _read(summary_dir, "reliability.csv")
@@ -183,8 +183,9 @@ def reliability(summary_dir: Path) -> Figure:
         return _empty("No models in this grid.")
     routed = df[df["tertile"] > 0]
     use = routed if not routed.empty else df
+    n_bins = int(use["bin"].max()) + 1
     fig, axes, panels = _panels(
-        use, *_variant_feature_columns(use), "accuracy", f"confidence ({N_BINS} bins)"
+        use, *_variant_feature_columns(use), "accuracy", f"confidence ({n_bins} bins)"
     )
     for ax, _, _, sub in panels:
         ax.plot([0, 1], [0, 1], ls="--", lw=0.6, color="0.6")
@@ -205,10 +206,16 @@ def reliability(summary_dir: Path) -> Figure:
     return fig
 
 
+#: The test whose null distributions the figure shows (the default; the paper's are in the npz).
+NULLS_METHOD = "residualised"
+
+
 def permutation_nulls(summary_dir: Path) -> Figure:
-    """Within-bin permutation nulls of the weighted gap, one step histogram per seed, with the
-    observed statistic as a vertical line of the same colour and the p-value in the legend."""
+    """Permutation nulls of the weighted gap for the default (residualised) test, one step
+    histogram per seed, with the observed statistic as a vertical line of the same colour and the
+    p-value in the legend. Tests that did not run have no null and are left out."""
     perm = _read(summary_dir, "permutation.csv")
+    perm = perm[(perm["method"] == NULLS_METHOD) & perm["ran"].astype(bool)]
     if perm.empty:
         return _empty("No AttnRes models in this grid: no permutation tests.")
     nulls = load_nulls(summary_dir / "permutation_nulls.npz")
@@ -217,15 +224,16 @@ def permutation_nulls(summary_dir: Path) -> Figure:
         feature = col["feature"]
         for k, row in enumerate(sub.sort_values("seed").itertuples(index=False)):
             cell = f"{pair[0]}/{pair[1]}/{col['variant']}/seed{row.seed}"
-            null = nulls.get(f"{cell}/{feature}")
+            null = nulls.get(f"{cell}/{NULLS_METHOD}/{feature}")
             if null is None:
                 raise ValueError(
-                    f"permutation_nulls.npz lacks '{cell}/{feature}'; re-run the aggregation"
+                    f"permutation_nulls.npz lacks '{cell}/{NULLS_METHOD}/{feature}'; re-run the "
+                    "aggregation"
                 )
             color = f"C{k % 8}"
             ax.hist(null, bins=30, histtype="step", density=True, color=color, lw=0.8)
             ax.axvline(
-                float(nulls[f"{cell}/observed_{feature}"]),
+                float(nulls[f"{cell}/{NULLS_METHOD}/observed_{feature}"]),
                 color=color,
                 lw=1.0,
                 ls="-",
@@ -422,39 +430,49 @@ def training(summary_dir: Path) -> Figure:
     return fig
 
 
+#: Line styles of the within-bin tests in the planted-control figure.
+_TEST_STYLES = {"residualised": "-", "within-bin": "--"}
+
+
 def planted_power(summary_dir: Path) -> Figure:
-    """Power curves of the planted control: the permutation test's rejection rate against the
-    planted effect size delta (95% Clopper-Pearson bars; dotted lines at alpha = 0.05 and power
-    0.8), and the worst-tertile ECE gain of AR-CondCal over nw-conf (mean +- std over seeds)."""
+    """Power curves of the planted control: each within-bin test's rejection rate against the
+    achieved within-bin effect (mean over seeds; 95% Clopper-Pearson bars; solid: residualised,
+    dashed: the paper's test; dotted lines at alpha = 0.05 and power 0.8), and the worst-tertile
+    ECE gain of the routing-aware probe over nw-conf (mean +- std over seeds)."""
     pooled = pooled_planted(_read(summary_dir, "planted.csv"))
     if pooled.empty:
         return _empty("No AttnRes models in this grid: no planted control.")
     pairs = _pairs(pooled)
-    fig, axes = _grid(2, len(pairs))
+    fig, axes = _grid(2, len(pairs), w=2.2)
     for j, pair in enumerate(pairs):
         top, bottom = axes[0, j], axes[1, j]
         sub = _sel(pooled, dataset=pair[0], substrate=pair[1])
         for i, ((variant, feature), g) in enumerate(sub.groupby(["variant", "feature"], sort=True)):
             color = _variant_color(str(variant), i)
-            label = f"{_name(variant)} ({_name(feature)})"
-            d = g["delta"].to_numpy(dtype=float)
-            rate = g["rate"].to_numpy(dtype=float)
-            err = np.vstack([rate - g["lo"].to_numpy(dtype=float), g["hi"].to_numpy(dtype=float) - rate])
-            top.errorbar(d, rate, yerr=err, color=color, marker="o", ms=2.5, lw=1, capsize=2, label=label)
-            mean = np.array([s.mean for s in g["gain"]])
-            std = np.nan_to_num(np.array([s.std for s in g["gain"]]))
-            bottom.plot(d, mean, color=color, marker="o", ms=2.5, lw=1)
-            bottom.fill_between(d, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+            for method, m in g.groupby("method", sort=True):
+                x = np.array([a.mean for a in m["achieved"]])
+                rate = m["rate"].to_numpy(dtype=float)
+                err = np.vstack([rate - m["lo"].to_numpy(dtype=float),
+                                 m["hi"].to_numpy(dtype=float) - rate])
+                top.errorbar(x, rate, yerr=err, color=color, ls=_TEST_STYLES.get(method, ":"),
+                             marker="o", ms=2.5, lw=1, capsize=2,
+                             label=f"{_name(variant)} ({_name(feature)}), {method}")
+            first = g[g["method"] == g["method"].iloc[0]]
+            x = np.array([a.mean for a in first["achieved"]])
+            mean = np.array([s.mean for s in first["gain"]])
+            std = np.nan_to_num(np.array([s.std for s in first["gain"]]))
+            bottom.plot(x, mean, color=color, marker="o", ms=2.5, lw=1)
+            bottom.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
         top.axhline(0.05, color="0.5", ls=":", lw=0.8)
         top.axhline(0.8, color="0.5", ls=":", lw=0.8)
         top.set_ylim(-0.03, 1.03)
         top.set_title(f"{_name(pair[0])} / {_name(pair[1])}")
         bottom.axhline(0.0, color="0.5", ls=":", lw=0.8)
-        bottom.set_xlabel(r"planted effect $\delta$")
+        bottom.set_xlabel("achieved within-bin effect")
         if j == 0:
             top.set_ylabel("rejection rate")
             bottom.set_ylabel("worst-tertile ECE gain")
-        top.legend(loc="center right", fontsize=5)
+        top.legend(loc="lower right", fontsize=4)
     return fig
 
 

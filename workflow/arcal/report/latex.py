@@ -36,8 +36,8 @@ _TEX_ESCAPES = {
 PLAIN_NAMES: dict[str, str] = {
     "cifar10": "CIFAR-10",
     "cifar100": "CIFAR-100",
-    "tiny_imagenet": "Tiny-ImageNet",
-    "fashion_mnist": "Fashion-MNIST",
+    "tiny-imagenet": "Tiny-ImageNet",
+    "fashion-mnist": "Fashion-MNIST",
     "deit_s": "DeiT-S",
     "swin_t": "Swin-T",
     "swin_tiny": "Swin-Tiny",

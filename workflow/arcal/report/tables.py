@@ -194,36 +194,49 @@ def secondary_context(summary_dir: Path) -> dict[str, object]:
     return metrics_context(summary_dir, ("mce", "classwise_ece", "smooth_ece"))
 
 
+#: Test methods in table order, with their labels (the default first; the paper's marked).
+TEST_METHODS = {"residualised": "residualised (ours)", "within-bin": "within-bin (paper)"}
+
+
+def _test_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Tests, tests that ran, rejections and BH rejections among those that ran."""
+    ran = df[df["ran"].astype(bool)]
+    return {
+        "n_tests": len(df),
+        "n_ran": len(ran),
+        "n_not_run": len(df) - len(ran),
+        "n_reject": int(ran["reject"].astype(bool).sum()),
+        "n_reject_bh": int(ran["reject_bh"].astype(bool).sum()),
+    }
+
+
 def permutation_context(summary_dir: Path) -> dict[str, object]:
-    """Rows (dataset, substrate, variant, feature): gaps, mean p, rejections; totals over all tests."""
+    """Rows (dataset, substrate, variant, feature, method): gaps, mean p of the weighted and the
+    max gap, rejections among the tests that ran, and tests not run; totals per method."""
     df = _read(summary_dir, "permutation.csv")
     rows = []
-    if not df.empty:
-        for key, sub in df.groupby([*GROUP_KEYS, "feature"], sort=False):
-            rows.append(
-                {
-                    **dict(zip([*GROUP_KEYS, "feature"], key)),
-                    "n_seeds": int(sub["seed"].nunique()),
-                    "max_gap": _stat(seed_stats(sub, ["feature"], "max_gap").iloc[0]),
-                    "weighted_gap": _stat(seed_stats(sub, ["feature"], "weighted_gap").iloc[0]),
-                    "mean_p": float(sub["p_value"].mean()),
-                    "n_tests": len(sub),
-                    "n_reject": int(sub["reject"].astype(bool).sum()),
-                    "n_reject_bh": int(sub["reject_bh"].astype(bool).sum()),
-                }
-            )
-        rows.sort(
-            key=lambda r: _group_sort_key(
-                (r["dataset"], r["substrate"], r["variant"], r["feature"])
-            )
-        )
-    alpha = float(df["bh_alpha"].iloc[0]) if not df.empty else float("nan")
+    for key, sub in df.groupby([*GROUP_KEYS, "feature", "method"], sort=False):
+        ran = sub[sub["ran"].astype(bool)]
+        stat = (lambda col: _stat(seed_stats(ran, ["feature"], col).iloc[0]) if len(ran) else None)
+        rows.append({
+            **dict(zip([*GROUP_KEYS, "feature", "method"], key)),
+            "label": TEST_METHODS.get(key[-1], key[-1]),
+            "max_gap": stat("max_gap"),
+            "weighted_gap": stat("weighted_gap"),
+            "mean_p": float(ran["p_value"].mean()) if len(ran) else None,
+            "mean_p_max": float(ran["p_value_max"].mean()) if len(ran) else None,
+            **_test_counts(sub),
+        })
+    order = list(TEST_METHODS)
+    rows.sort(key=lambda r: (*_group_sort_key((r["dataset"], r["substrate"], r["variant"],
+                                               r["feature"])),
+                             order.index(r["method"]) if r["method"] in order else len(order)))
+    totals = [{"method": m, "label": TEST_METHODS.get(m, m), **_test_counts(df[df["method"] == m])}
+              for m in sorted(df["method"].unique(), key=lambda m: (m not in order, m))]
     return {
-        "rows": _label_rows(rows, ["dataset", "substrate", "variant"]),
-        "n_tests": len(df),
-        "n_reject": int(df["reject"].astype(bool).sum()) if not df.empty else 0,
-        "n_reject_bh": int(df["reject_bh"].astype(bool).sum()) if not df.empty else 0,
-        "alpha": alpha,
+        "rows": _label_rows(rows, GROUP_KEYS),
+        "totals": totals,
+        "alpha": float(df["bh_alpha"].iloc[0]) if not df.empty else float("nan"),
     }
 
 
@@ -245,6 +258,53 @@ def probes_context(
         )
         rows.append(row)
     return {"rows": _label_rows(rows, GROUP_KEYS), "rule": PRIMARY_RULE}
+
+
+#: Paired comparisons: AR-CondCal minus its confidence-only control, seed by seed.
+PAIRED = ("ar-condcal", "nw-conf")
+PAIRED_METRICS = (BAND_METRIC, "ece")
+
+
+def paired_differences(probes: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per (dataset, substrate, variant): the per-seed differences d_s = AR-CondCal - nw-conf
+    on ``metric`` (same seed, same split), their mean, the 95% t interval of the mean
+    (mean +- t_{0.975, n-1} s / sqrt(n); NaN with one seed) and the number of seeds with
+    d_s < 0 (AR-CondCal better). Groups lacking either probe are left out."""
+    from scipy.stats import t as student_t
+
+    sel = probes[(probes["metric"] == metric) & probes["probe"].isin(PAIRED)]
+    wide = sel.pivot_table(index=[*GROUP_KEYS, "seed"], columns="probe", values="value")
+    if wide.empty or not set(PAIRED) <= set(wide.columns):
+        return pd.DataFrame(columns=[*GROUP_KEYS, "n", "mean", "lo", "hi", "n_lower"])
+    d = (wide[PAIRED[0]] - wide[PAIRED[1]]).dropna().rename("d").reset_index()
+    rows = []
+    for key, g in d.groupby(GROUP_KEYS, sort=False):
+        n, mean = len(g), float(g["d"].mean())
+        half = (float(student_t.ppf(0.975, n - 1) * g["d"].std(ddof=1) / np.sqrt(n))
+                if n > 1 else float("nan"))
+        rows.append({**dict(zip(GROUP_KEYS, key)), "n": n, "mean": mean, "lo": mean - half,
+                     "hi": mean + half, "n_lower": int((g["d"] < 0).sum())})
+    rows.sort(key=lambda r: _group_sort_key((r["dataset"], r["substrate"], r["variant"])))
+    return pd.DataFrame(rows)
+
+
+def paired_context(summary_dir: Path) -> dict[str, object]:
+    """Rows (dataset, substrate, variant): the paired seed-level comparison of AR-CondCal with
+    nw-conf under the primary bandwidth rule, one column group per metric in PAIRED_METRICS."""
+    probes = _primary_probes(_read(summary_dir, "probes.csv"))
+    per_metric = {m: paired_differences(probes, m) for m in PAIRED_METRICS}
+    groups = sorted({tuple(r) for df in per_metric.values()
+                     for r in df[GROUP_KEYS].itertuples(index=False)}, key=_group_sort_key)
+    rows = []
+    for g in groups:
+        cells = []
+        for m in PAIRED_METRICS:
+            df = per_metric[m]
+            hit = df[(df[GROUP_KEYS] == pd.Series(dict(zip(GROUP_KEYS, g)))).all(axis=1)]
+            cells.append(hit.iloc[0].to_dict() if len(hit) else None)
+        n = next((c["n"] for c in cells if c), 0)
+        rows.append({**dict(zip(GROUP_KEYS, g)), "n": n, "metrics": cells})
+    return {"rows": _label_rows(rows, ["dataset", "substrate"]), "rule": PRIMARY_RULE}
 
 
 def bandwidth_context(summary_dir: Path, metric: str = BAND_METRIC) -> dict[str, object]:
@@ -358,24 +418,30 @@ def numbers_context(summary_dir: Path) -> dict[str, object]:
         ),
         ("MeanRawECE", _mean_metric(metrics, "ece"), "mean raw test ECE over all models"),
     ]
-    n_rej = int(perm["reject"].astype(bool).sum()) if not perm.empty else 0
+    n_pairs = perm[[*GROUP_KEYS, "seed", "feature"]].drop_duplicates()
     m += [
-        ("NumTests", str(len(perm)), "permutation tests (cell x variant x seed x feature)"),
+        ("NumTests", str(len(n_pairs)), "(model, routing feature) pairs tested by each test"),
         ("NumFeatures", str(perm["feature"].nunique()), "routing features tested"),
         ("NumPerm", _range(perm["n_perm"]) if not perm.empty else "--", "permutations per test"),
-        ("NumRejections", str(n_rej), "tests rejecting at their level"),
-        (
-            "NumRejectionsBH",
-            str(int(perm["reject_bh"].astype(bool).sum()) if not perm.empty else 0),
-            "Benjamini-Hochberg rejections over all tests",
-        ),
         ("BHAlpha", fmt_g(float(perm["bh_alpha"].iloc[0])) if not perm.empty else "--", "BH level"),
-        (
-            "MinPValue",
-            fmt_num(float(perm["p_value"].min()), 4) if not perm.empty else "--",
-            "smallest p-value",
-        ),
     ]
+    for method, suffix in (("residualised", "Robust"), ("within-bin", "Paper")):
+        sub = perm[perm["method"] == method]
+        counts = _test_counts(sub)
+        ran = sub[sub["ran"].astype(bool)]
+        present = not sub.empty
+        m += [
+            (f"NumTestsRan{suffix}", str(counts["n_ran"]) if present else "--",
+             f"{method} tests that ran"),
+            (f"NumTestsNotRun{suffix}", str(counts["n_not_run"]) if present else "--",
+             f"{method} tests that could not run (no bin of min_bin examples)"),
+            (f"NumRejections{suffix}", str(counts["n_reject"]) if present else "--",
+             f"{method} tests rejecting at their level"),
+            (f"NumRejectionsBH{suffix}", str(counts["n_reject_bh"]) if present else "--",
+             f"{method} Benjamini-Hochberg rejections"),
+            (f"MinPValue{suffix}", fmt_num(float(ran["p_value"].min()), 4) if len(ran) else "--",
+             f"smallest {method} p-value"),
+        ]
     look = _stats_lookup(probes, [*GROUP_KEYS, "probe", "metric"])
     pos = [
         _band_position(look[(*g, "ar-condcal", BAND_METRIC)], look[(*g, "nw-conf", BAND_METRIC)])
@@ -404,6 +470,20 @@ def numbers_context(summary_dir: Path) -> dict[str, object]:
             "groups with AR-CondCal above (worse than) the band",
         ),
         ("PrimaryRule", tex_escape(PRIMARY_RULE), "bandwidth rule of the probe table"),
+    ]
+    paired = paired_differences(probes, BAND_METRIC)
+    with_ci = paired[paired["n"] > 1]
+    m += [
+        ("PairedGroups", str(len(with_ci)), "groups with a paired t interval (>= 2 seeds)"),
+        ("PairedCIContainsZero", str(int(((with_ci["lo"] <= 0) & (with_ci["hi"] >= 0)).sum())),
+         "groups whose 95% interval of AR-CondCal - nw-conf contains zero"),
+        ("PairedCIBelowZero", str(int((with_ci["hi"] < 0).sum())),
+         "groups whose interval lies below zero (AR-CondCal better)"),
+        ("PairedCIAboveZero", str(int((with_ci["lo"] > 0).sum())),
+         "groups whose interval lies above zero (AR-CondCal worse)"),
+        ("PairedMaxHalfWidth",
+         fmt_num(float(((with_ci["hi"] - with_ci["lo"]) / 2).max()), 3) if len(with_ci) else "--",
+         "widest half-width of those intervals"),
     ]
     bwm = bw[(bw["metric"] == BAND_METRIC) & bw["rule"].isin(BANDWIDTH_RULES)].copy()
     bwm["config"] = np.where(
@@ -461,21 +541,28 @@ def numbers_context(summary_dir: Path) -> dict[str, object]:
 # ----------------------------------------------------------------------------- registry and CLI
 
 def pooled_planted(df: pd.DataFrame) -> pd.DataFrame:
-    """Planted-control rates pooled over seeds per (dataset, substrate, variant, feature, delta):
-    rejections k of n with a Clopper-Pearson 95% interval; ECE gain as a Stat over seeds."""
+    """Planted-control rates pooled over seeds per (dataset, substrate, variant, feature, delta,
+    method): rejections k of the n repetitions whose test ran, with a Clopper-Pearson 95%
+    interval; achieved effect and ECE gain as Stats over seeds."""
     from scipy.stats import binomtest
 
     rows = []
-    keys = [*GROUP_KEYS, "feature", "delta"]
+    keys = [*GROUP_KEYS, "feature", "delta", "method"]
     for key, sub in df.groupby(keys, sort=False):
-        n = int(sub["n_rep"].sum())
-        k = int(round(float((sub["reject_rate"] * sub["n_rep"]).sum())))
-        ci = binomtest(k, n).proportion_ci(0.95, method="exact")
-        gain = seed_stats(sub.assign(g=0), ["g"], "ece_gain_mean").iloc[0]
-        rows.append({**dict(zip(keys, key)), "n": n, "k": k, "rate": k / n, "lo": ci.low,
-                     "hi": ci.high, "gain": _stat(gain)})
+        n = int(sub["n_ran"].sum())
+        k = int(round(float((sub["reject_rate"].fillna(0.0) * sub["n_ran"]).sum())))
+        ci = binomtest(k, n).proportion_ci(0.95, method="exact") if n else None
+        one = sub.assign(g=0)
+        rows.append({**dict(zip(keys, key)), "n": n, "k": k,
+                     "not_run": int(sub["n_rep"].sum()) - n,
+                     "rate": k / n if n else float("nan"),
+                     "lo": ci.low if ci else float("nan"), "hi": ci.high if ci else float("nan"),
+                     "achieved": _stat(seed_stats(one, ["g"], "achieved_effect").iloc[0]),
+                     "gain": _stat(seed_stats(one, ["g"], "ece_gain_mean").iloc[0])})
+    order = list(TEST_METHODS)
     rows.sort(key=lambda r: (*_group_sort_key((r["dataset"], r["substrate"], r["variant"])),
-                             r["feature"], r["delta"]))
+                             r["feature"], r["delta"],
+                             order.index(r["method"]) if r["method"] in order else len(order)))
     return pd.DataFrame(rows)
 
 
@@ -484,21 +571,37 @@ PLANTED_POWER = 0.8
 
 
 def planted_context(summary_dir: Path) -> dict[str, object]:
-    """Rows (dataset, substrate, variant, feature, delta) of the planted control, and per cell the
-    smallest delta > 0 detected with power >= PLANTED_POWER (None where none is)."""
+    """Rows (dataset, substrate, variant, feature, delta) of the planted control with each test's
+    rejection rate, and per cell and test the smallest delta > 0 detected with power >=
+    PLANTED_POWER (None where none is) and the largest rate at delta = 0 (the test's size)."""
     pooled = pooled_planted(_read(summary_dir, "planted.csv"))
-    rows = pooled.to_dict("records") if not pooled.empty else []
+    if pooled.empty:
+        return {"rows": [], "detected": [], "power": PLANTED_POWER, "methods": [], "size": []}
+    methods = [m for m in TEST_METHODS if m in set(pooled["method"])]
+    keys = [*GROUP_KEYS, "feature", "delta"]
+    rows = []
+    for key, sub in pooled.groupby(keys, sort=False):
+        by = {r["method"]: r for r in sub.to_dict("records")}
+        first = next(iter(by.values()))
+        rows.append({**dict(zip(keys, key)), "achieved": first["achieved"],
+                     "gain": first["gain"], "tests": [by.get(m) for m in methods]})
     detected = []
-    for key, sub in (pooled.groupby([*GROUP_KEYS, "feature"], sort=False) if rows else []):
+    for key, sub in pooled.groupby([*GROUP_KEYS, "feature", "method"], sort=False):
         hits = sub[(sub["delta"] > 0) & (sub["rate"] >= PLANTED_POWER)]
-        detected.append({**dict(zip([*GROUP_KEYS, "feature"], key)),
-                         "min_delta": float(hits["delta"].min()) if len(hits) else None})
-    size = pooled[pooled["delta"] == 0] if rows else pooled
+        best = hits.loc[hits["delta"].idxmin()] if len(hits) else None
+        detected.append({**dict(zip([*GROUP_KEYS, "feature", "method"], key)),
+                         "label": TEST_METHODS.get(key[-1], key[-1]),
+                         "min_delta": float(best["delta"]) if best is not None else None,
+                         "achieved": best["achieved"] if best is not None else None})
+    size = [{"method": m, "label": TEST_METHODS[m],
+             "max": float(pooled[(pooled["delta"] == 0) & (pooled["method"] == m)]["rate"].max())}
+            for m in methods]
     return {
-        "rows": _label_rows(rows, ["dataset", "substrate", "variant"]),
+        "rows": _label_rows(rows, GROUP_KEYS),
         "detected": detected,
         "power": PLANTED_POWER,
-        "size_max": float(size["rate"].max()) if len(size) else float("nan"),
+        "methods": [TEST_METHODS[m] for m in methods],
+        "size": size,
     }
 
 
@@ -522,6 +625,80 @@ def temporal_context(summary_dir: Path, metrics: Sequence[str] = ("accuracy", "e
             "features": features}
 
 
+def sources_context(summary_dir: Path) -> dict[str, object]:
+    """Rows (dataset, substrate, variant): how many sources the routed consumers see.
+
+    Read from the ``n_sources`` column of the routing profiles, which must agree over seeds. A
+    stack (the ViT, or one Swin stage) ends with its output mixer, which sees the embedding (or
+    stage input) and every block of the stack, so blocks per stack = its sources - 1 (for Full,
+    every sub-layer is a block). Each stack's first mixer has a single source and is in no
+    routing summary, so it is not counted here.
+    """
+    df = _read(summary_dir, "routing_profiles.csv")
+    consumers = df.drop_duplicates([*GROUP_KEYS, "seed", "consumer_index"])
+    rows = []
+    for g in _groups(consumers):
+        cell = consumers[_in_group(consumers, g)].sort_values("consumer_index")
+        layouts = {tuple(zip(s["consumer"], s["n_sources"])) for _, s in cell.groupby("seed")}
+        if len(layouts) != 1:
+            raise ValueError(
+                f"routing_profiles.csv: the seeds of {'/'.join(g)} route over different sources; "
+                "were they trained with one config?"
+            )
+        (layout,) = layouts
+        n = np.array([k for _, k in layout])
+        rows.append({
+            **dict(zip(GROUP_KEYS, g)),
+            "n_consumers": len(n),
+            "blocks": "-".join(str(k - 1) for name, k in layout if str(name).split(".")[-1] == "out"),
+            "min": int(n.min()), "max": int(n.max()), "mean": float(n.mean()), "two": int((n == 2).sum()),
+        })
+    return {"rows": _label_rows(rows, ["dataset", "substrate"])}
+
+
+#: The baselines' attention audit (arcal.audit.attention): its probes, capacity probes and score.
+ATTENTION_PROBES = ("nw-conf", "nw-attn_entropy")
+ATTENTION_CAPACITY = ("mlp-conf@A", "mlp-full@A", "mlp-shuffled@A")
+ATTENTION_METRIC = "tertile_ece_attn_entropy"
+
+
+def attention_context(summary_dir: Path) -> dict[str, object]:
+    """The baselines' attention audit: per (dataset, substrate) and test, the weighted gap of
+    attention entropy, the mean p and rejections among the tests that ran; per (dataset,
+    substrate), the worst-tertile ECE (tertiles of attention entropy) of nw-conf and
+    nw-attn_entropy with the band position of the latter, and the capacity audit's binary NLL on
+    the per-layer attention entropies."""
+    perm = _read(summary_dir, "attention_permutation.csv")
+    probes = _read(summary_dir, "attention_probes.csv")
+    probes = _primary_probes(probes.assign(bandwidth_rule=probes["bandwidth_rule"].fillna("none")))
+    tests = []
+    for key, sub in perm.groupby(["dataset", "substrate", "method"], sort=False):
+        ran = sub[sub["ran"].astype(bool)]
+        tests.append({
+            "dataset": key[0], "substrate": key[1], "method": key[2],
+            "label": TEST_METHODS.get(key[2], key[2]),
+            "weighted_gap": _stat(seed_stats(ran, ["method"], "weighted_gap").iloc[0]) if len(ran) else None,
+            "mean_p": float(ran["p_value"].mean()) if len(ran) else None,
+            "n_reject": int(ran["reject"].astype(bool).sum()), "n_ran": len(ran),
+            "n_not_run": len(sub) - len(ran),
+        })
+    order = list(TEST_METHODS)
+    tests.sort(key=lambda r: (r["dataset"], r["substrate"],
+                              order.index(r["method"]) if r["method"] in order else len(order)))
+    look = _stats_lookup(probes, ["dataset", "substrate", "probe", "metric"])
+    rows = []
+    for d, sub in sorted({(r.dataset, r.substrate) for r in probes.itertuples()}):
+        row: dict[str, object] = {"dataset": d, "substrate": sub}
+        for probe, name in zip(ATTENTION_PROBES, ("conf", "attn")):
+            row[f"worst_{name}"] = look.get((d, sub, probe, ATTENTION_METRIC))
+        row["band"] = (_band_position(row["worst_attn"], row["worst_conf"])
+                       if row["worst_attn"] and row["worst_conf"] else "")
+        row["capacity"] = [look.get((d, sub, p, CAPACITY_METRIC)) for p in ATTENTION_CAPACITY]
+        rows.append(row)
+    return {"tests": _label_rows(tests, ["dataset", "substrate"]),
+            "rows": _label_rows(rows, ["dataset"]), "rule": PRIMARY_RULE}
+
+
 TABLES: dict[str, TableSpec] = {
     "metrics": TableSpec("metrics.tex.j2", ("metrics.csv",), metrics_context),
     "permutation": TableSpec("permutation.tex.j2", ("permutation.csv",), permutation_context),
@@ -529,9 +706,14 @@ TABLES: dict[str, TableSpec] = {
     "secondary": TableSpec("secondary.tex.j2", ("metrics.csv",), secondary_context),
     "bandwidth": TableSpec("bandwidth.tex.j2", ("bandwidth.csv",), bandwidth_context),
     "capacity": TableSpec("capacity.tex.j2", ("capacity.csv",), capacity_context),
+    "paired": TableSpec("paired.tex.j2", ("probes.csv",), paired_context),
     "planted": TableSpec("planted.tex.j2", ("planted.csv",), planted_context),
     "planted_text": TableSpec("planted_text.tex.j2", ("planted.csv",), planted_context),
     "temporal": TableSpec("temporal.tex.j2", ("temporal.csv",), temporal_context),
+    "sources": TableSpec("sources.tex.j2", ("routing_profiles.csv",), sources_context),
+    "attention": TableSpec("attention.tex.j2",
+                           ("attention_permutation.csv", "attention_probes.csv"),
+                           attention_context),
     "numbers": TableSpec(
         "numbers.tex.j2",
         (
