@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Times the demo (`make demo` without its setup step) from an empty results/ to
+# paper/build/main.pdf, in a scratch clone of this repository's HEAD, so nothing the working tree
+# has already built is reused. Needs ./setup.sh to have been run here (the clone uses this
+# checkout's .venv).
+#   bench/demo_time.sh [--keep]      --keep leaves the scratch clone (its path is printed)
+# Prints, last: demo_seconds=<s> min_accuracy=<a> (the lowest test accuracy of the 18 models).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+keep=0
+case "${1:-}" in
+  --keep) keep=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
+esac
+if [[ ! -x $repo/.venv/bin/snakemake ]]; then
+  echo "demo_time: $repo/.venv is not set up; run ./setup.sh first" >&2
+  exit 2
+fi
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/arcal-demo.XXXXXX")
+cleanup() { if ((keep)); then echo "demo_time: scratch clone kept at $scratch" >&2; else rm -rf "$scratch"; fi; }
+trap cleanup EXIT
+git clone --quiet "$repo" "$scratch/arcal"
+ln -s "$repo/.venv" "$scratch/arcal/.venv"
+cd "$scratch/arcal"
+echo "demo_time: $(git log -1 --format='%h %s' | cut -c1-80) on $(nproc) cores" >&2
+start=$(date +%s.%N)
+.venv/bin/snakemake --profile profiles/demo --quiet rules > "$scratch/snakemake.log" 2>&1 || {
+  tail -40 "$scratch/snakemake.log" >&2
+  echo "demo_time: the demo failed (log: $scratch/snakemake.log)" >&2
+  keep=1
+  exit 1
+}
+end=$(date +%s.%N)
+test -s paper/build/main.pdf
+.venv/bin/python - "$start" "$end" <<'EOF'
+import sys
+
+import pandas as pd
+
+metrics = pd.read_csv("results/summary/metrics.csv")
+accuracy = metrics.loc[metrics["metric"] == "accuracy", "value"]
+print(f"demo_time: {accuracy.size} models", file=sys.stderr)
+print(f"demo_seconds={float(sys.argv[2]) - float(sys.argv[1]):.0f} min_accuracy={accuracy.min():.3f}")
+EOF
