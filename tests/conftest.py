@@ -67,3 +67,23 @@ def demo_config(load_config) -> dict:
 @pytest.fixture
 def calibration_settings(load_config) -> dict:
     return load_config()["calibration"]
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table that Snakemake prints before running (or dry-running) as
+    {rule: count}, with the 'total' row."""
+    table = output.split("Job stats:")[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+        elif counts:
+            break
+    return counts
+
+
+@pytest.fixture(scope="session")
+def job_counts():
+    """Parse Snakemake's 'Job stats' table: ``job_counts(stdout) -> {rule: count}``."""
+    return _job_counts

@@ -30,18 +30,6 @@ def _snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           text=True, timeout=900)
 
 
-def _jobs(output: str) -> dict[str, int]:
-    table = output.split("Job stats:")[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-        elif counts:
-            break
-    return counts
-
-
 @pytest.fixture
 def audit_config(tmp_path) -> Path:
     np.savez(tmp_path / "model.npz", **generic_arrays(n=1200))
@@ -80,15 +68,16 @@ def test_audits_default_to_none(load_config) -> None:
     validate(config, SCHEMA)
 
 
-def test_an_audit_is_a_target_and_part_of_the_default_run(audit_config, load_config) -> None:
+def test_an_audit_is_a_target_and_part_of_the_default_run(audit_config, load_config,
+                                                          job_counts) -> None:
     alone = _snakemake("-n", "--forceall", "results/audits/mine/report.html", "--profile",
                        "profiles/test", "--configfile", str(audit_config))
     assert alone.returncode == 0, alone.stderr[-3000:]
-    assert _jobs(alone.stdout) == {"audit": 1, "total": 1}
+    assert job_counts(alone.stdout) == {"audit": 1, "total": 1}
     everything = _snakemake("-n", "--forceall", "--profile", "profiles/test", "--configfile",
                             str(audit_config))
     assert everything.returncode == 0, everything.stderr[-3000:]
-    counts = _jobs(everything.stdout)
+    counts = job_counts(everything.stdout)
     baselines = [c for c in grid.cells(load_config("profiles/test/grid.yaml"))
                  if c.variant == "baseline"]
     assert counts["audit"] == 1 and counts["attention"] == len(baselines) == 4

@@ -32,7 +32,7 @@ def with_baseline_weights(substrate, variant, img, chans, **kw):
 @pytest.mark.parametrize("variant", ["full", "block"])
 def test_zero_init_attnres_equals_the_baseline_on_the_same_weights(substrate, img, chans, variant):
     """Uniform mixing is the residual sum divided by the source count, which every consumer's
-    LayerNorm removes (attnres.md 1.3): equal up to the LayerNorm epsilon, so built with a tiny
+    LayerNorm removes: equal up to the LayerNorm epsilon, so built with a tiny
     epsilon the two agree to float32 rounding."""
     tiny_eps = functools.partial(torch.nn.LayerNorm, eps=1e-12)
     base, ar = with_baseline_weights(substrate, variant, img, chans, norm_layer=tiny_eps)
@@ -96,7 +96,7 @@ def test_every_multi_source_query_gets_gradient(substrate, img, chans, variant):
 
 
 def test_block_source_counts_follow_the_paper():
-    """attnres.md 2.2: a block's first layer sees the embedding and the finished blocks, no
+    """A block's first layer sees the embedding and the finished blocks, no
     partial sum; later layers add the running partial; the output mixer sees all blocks."""
     assert consumer_source_counts(8, 4) == [1, 2, 2, 2, 2, 3, 3, 3, 3]
     assert consumer_source_counts(4, 1) == [1, 2, 3, 4, 5]  # block size 1 is Full AttnRes
@@ -157,7 +157,7 @@ def test_capture_changes_nothing_and_baseline_has_no_trace(substrate, img, chans
 
 
 def test_full_attnres_keeps_memory_lean():
-    """attnres.md pitfall 9: no stack of all sources at every consumer. The distinct storages
+    """No stack of all sources at every consumer. The distinct storages
     saved for backward by Full AttnRes stay within 30% of the baseline's (the notes measured a
     naive stack at 5.4 times the baseline)."""
 

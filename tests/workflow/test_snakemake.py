@@ -28,19 +28,6 @@ def dry_run(*args: str) -> subprocess.CompletedProcess:
     return snakemake("-n", "--forceall", *args)
 
 
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry-run as {rule: count}."""
-    table = output.split("Job stats:")[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-        elif counts:
-            break
-    return counts
-
-
 def test_lint_is_clean():
     result = snakemake("--lint")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -61,7 +48,7 @@ def paper_dry_run() -> subprocess.CompletedProcess:
     return result
 
 
-def test_paper_grid_dry_run_through_slurm_profile(paper_dry_run, load_config):
+def test_paper_grid_dry_run_through_slurm_profile(paper_dry_run, load_config, job_counts):
     result = paper_dry_run
     counts = job_counts(result.stdout)
     config = load_config()
@@ -108,7 +95,7 @@ def test_paper_grid_dry_run_shows_each_rules_slurm_requests(paper_dry_run, load_
     assert set(gpu_rules) <= set(requests)
 
 
-def test_demo_grid_dry_run():
+def test_demo_grid_dry_run(job_counts):
     result = dry_run("--profile", "profiles/demo")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
@@ -116,7 +103,7 @@ def test_demo_grid_dry_run():
     assert counts["probes"] == 12
 
 
-def test_one_figure_target_needs_only_its_inputs():
+def test_one_figure_target_needs_only_its_inputs(job_counts):
     result = dry_run("--profile", "profiles/demo", "paper/figures/permutation_nulls.pdf")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)

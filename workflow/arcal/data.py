@@ -6,7 +6,7 @@ runs on resident tensors (on the GPU when there is one): augmentation is a few b
 operations seeded through a `torch.Generator`, and batches come from a seeded permutation, with
 no DataLoader workers, so a CPU run is bit-for-bit reproducible.
 
-Splits (DESIGN.md section 4, item 1): the training subset is drawn from the official train split;
+Splits: the training subset is drawn from the official train split;
 the calibration and test splits are disjoint parts of the official test split.
 
 Command line (the workflow's data stage):
@@ -337,12 +337,18 @@ def _npz_targets(
                 f"npz: {root}:{key} holds class id {y.max()}, but `classes` names "
                 f"{len(classes)} classes (ids 0..{len(classes) - 1})"
             )
-    if len(np.unique(y_train)) < 2:
-        raise DatasetError(
-            f"npz: {root}:y_train holds a single class ({np.unique(y_train).tolist()}); a "
-            "classifier and its calibration need at least two"
-        )
+    _require_two_classes(y_train, f"npz: {root}:y_train")
     return y_train, y_test, classes
+
+
+def _require_two_classes(y: np.ndarray, where: str) -> None:
+    """A classifier and its calibration need at least two classes among the training labels."""
+    present = np.unique(y)
+    if len(present) < 2:
+        raise DatasetError(
+            f"{where} holds a single class ({present.tolist()}); a classifier and its calibration "
+            "need at least two"
+        )
 
 
 def _npz_labels(root: str, key: str, y: np.ndarray, n: int) -> np.ndarray:
@@ -494,11 +500,7 @@ def load_dataset(
                 f"{name}: {split} labels span [{y.min()}, {y.max()}], outside the "
                 f"{len(classes)} classes [0, {len(classes)})"
             )
-    if len(np.unique(y_tr)) < 2:
-        raise DatasetError(
-            f"{name}: the train split holds a single class ({np.unique(y_tr).tolist()}); a "
-            "classifier and its calibration need at least two"
-        )
+    _require_two_classes(y_tr, f"{name}: the train split")
     if x_tr.shape[1:] != x_te.shape[1:] or x_tr.shape[2] != x_tr.shape[3]:
         raise DatasetError(
             f"{name}: train images {x_tr.shape[1:]} and test images {x_te.shape[1:]} must be "

@@ -1,4 +1,4 @@
-"""Dump logits and routing summaries of a trained model (DESIGN.md section 4, item 3).
+"""Dump logits and routing summaries of a trained model (docs/methods.md, "The dump contract").
 
 For the calibration and test splits, `dump` writes `{split}.npz` with exactly the keys of the
 dump contract (`arcal.io.DUMP_KEYS`, plus `H_cls` when the model has a class token), and
@@ -88,7 +88,7 @@ def _arrays(
     logits: np.ndarray, labels: np.ndarray, routing: RoutingBatch, meta: dict[str, Any],
     attention: AttentionBatch | None = None,
 ) -> dict[str, np.ndarray]:
-    """The dump contract's arrays (DESIGN.md section 4, item 3) for one split."""
+    """The dump contract's arrays (docs/methods.md, "The dump contract") for one split."""
     r_agg, depth_var = summarise(routing)
     out = {
         "logits": logits.astype(np.float32),

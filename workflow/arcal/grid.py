@@ -2,7 +2,7 @@
 
 The Snakefile builds every path from `cells(config)`; keeping the logic here makes it
 importable and testable without Snakemake. A cell's id is the path fragment
-`{dataset}/{substrate}/{variant}/seed{seed}` used by every stage (DESIGN.md section 4).
+`{dataset}/{substrate}/{variant}/seed{seed}` used by every stage.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ temporary file in the destination folder and are moved into place with `os.repla
 atomic on POSIX file systems. A crash (or a Snakemake job killed at its time limit) therefore
 leaves either the old file or the new one, never a truncated one.
 
-`load_dump` reads a dump written by `arcal.dump` (DESIGN.md section 4, item 3) and checks the
+`load_dump` reads a dump written by `arcal.dump` (docs/methods.md, "The dump contract") and checks the
 contract, so every analysis stage can trust the arrays it gets.
 """
 
@@ -108,7 +108,7 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
 
 @dataclass
 class Dump:
-    """One split of one cell: logits, labels and routing summaries (DESIGN.md section 4, item 3).
+    """One split of one cell: logits, labels and routing summaries (docs/methods.md, "The dump contract").
 
     `H`, `V` (and `H_cls` when the model has a class token) are (N, L) per-consumer summaries;
     `r_agg` and `depth_var` their per-image means over consumers (all NaN when L = 0).

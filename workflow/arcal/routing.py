@@ -1,4 +1,4 @@
-"""Routing-trace summaries of AttnRes depth-mixing weights (DESIGN section 2, "Routing trace").
+"""Routing-trace summaries of AttnRes depth-mixing weights (docs/methods.md, "Routing summaries").
 
 Every AttnRes consumer l (a pre-attention, pre-MLP or output mixer) turns its ``n_l`` sources into
 a probability vector ``a`` over depth for every image and token. The summaries here reduce those
@@ -8,7 +8,8 @@ weights to per-image numbers that the calibration analyses use as features:
   state), 0 when all weight sits on one source;
 * normalised routing-depth variance ``V = sum_i a_i (d_i - mu)^2 / var_U(d)`` with
   ``mu = sum_i a_i d_i``, where ``d_i`` are the sources' depth coordinates and ``var_U(d)`` is the
-  variance of the uniform distribution over the same coordinates, so ``V = 1`` at init;
+  variance of the uniform distribution over the same coordinates (:func:`depth_variance` divided
+  by :func:`uniform_variance`), so ``V = 1`` at init;
 * per image, ``r_agg = mean_l H_l`` and ``depth_var = mean_l V_l`` (:func:`summarise`).
 
 The weight functions take torch tensors with the source axis first, ``(n, ...)``, and reduce it.
@@ -26,7 +27,6 @@ import torch
 __all__ = [
     "RoutingBatch",
     "depth_variance",
-    "normalised_depth_variance",
     "normalised_entropy",
     "summarise",
     "uniform_variance",
@@ -64,20 +64,13 @@ def normalised_entropy(alpha: torch.Tensor) -> torch.Tensor:
 def depth_variance(alpha: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Routing-depth variance sum_i a_i (d_i - mu)^2, mu = sum_i a_i d_i, over dim 0 of ``alpha``.
 
-    ``coords`` has shape (n,), one depth coordinate per source (attnres.md section 4.2).
+    ``coords`` has shape (n,), one depth coordinate per source (docs/attnres.md, "The mechanism").
     """
     if coords.shape != alpha.shape[:1]:
         raise ValueError(f"coords has shape {tuple(coords.shape)}; expected ({alpha.shape[0]},)")
     d = coords.to(alpha.dtype).reshape((-1,) + (1,) * (alpha.dim() - 1))
     mu = (alpha * d).sum(0)
     return (alpha * (d - mu) ** 2).sum(0)
-
-
-def normalised_depth_variance(alpha: torch.Tensor, coords: Sequence[float]) -> torch.Tensor:
-    """:func:`depth_variance` divided by :func:`uniform_variance` of the same coordinates (1 at init)."""
-    scale = uniform_variance(coords)
-    c = torch.as_tensor(np.asarray(coords, dtype=np.float64), device=alpha.device)
-    return depth_variance(alpha, c) / scale
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Train one cell: substrate x AttnRes variant x seed on one dataset (DESIGN.md section 4, item 2).
+"""Train one cell: substrate x AttnRes variant x seed on one dataset.
 
 The loop is deliberately plain (nanoGPT style): resident tensors, a seeded batch order and
 augmentation, AdamW with a per-step cosine schedule, bf16 autocast on the GPU and fp32 on the CPU.

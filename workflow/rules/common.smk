@@ -1,5 +1,5 @@
 # The grid and the path patterns every stage shares. A cell is
-# {dataset}/{substrate}/{variant}/seed{seed} (DESIGN.md section 4).
+# {dataset}/{substrate}/{variant}/seed{seed} (the layout README.md's tour describes).
 
 from arcal import grid
 from arcal.report import aggregate as summaries

@@ -53,6 +53,9 @@ METHODS: tuple[str, ...] = ("residualised", "within-bin")
 """Test methods: the default first; "within-bin" is the paper's test."""
 CROSS_FIT_FOLDS = 5
 _TIE_RTOL = 100 * float(np.finfo(np.float64).eps)
+#: Keys sorted per block of permutations: 2^18 uint32 keys (1 MB) and their decoded indices stay in
+#: a core's L2 cache, which makes the sort and the gathers of large bins about a third faster.
+_BLOCK_KEYS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -102,22 +105,27 @@ def _bin_gaps(design: BinDesign, rows: int, rng: np.random.Generator) -> np.ndar
         keys.sort(axis=1)
         return keys
 
-    keys = draw(rows)
-    while boundaries.size:
-        rand = keys[:, boundaries] >> dtype(idx_bits)
-        nxt = keys[:, boundaries + 1] >> dtype(idx_bits)
-        bad = np.flatnonzero((rand == nxt).any(axis=1))
-        if bad.size == 0:
-            break
-        keys[bad] = draw(bad.size)
-    # one gather-and-sum per run of equal weight (no BLAS call, so no OpenBLAS threads); only the
-    # weighted slots are decoded, straight into native indices (numpy gathers with a uint32 index
-    # array about three times slower than with intp)
-    d = np.zeros(rows)
-    for a, b, w in runs:
-        members = np.empty((rows, b - a), dtype=np.intp)
-        np.bitwise_and(keys[:, a:b], mask, out=members, casting="unsafe")
-        d += w * e[members].sum(axis=1)
+    d = np.empty(rows)
+    block = max(1, _BLOCK_KEYS // n)  # keep a block's keys and indices in the L2 cache
+    for start in range(0, rows, block):
+        k = min(block, rows - start)
+        keys = draw(k)
+        while boundaries.size:
+            rand = keys[:, boundaries] >> dtype(idx_bits)
+            nxt = keys[:, boundaries + 1] >> dtype(idx_bits)
+            bad = np.flatnonzero((rand == nxt).any(axis=1))
+            if bad.size == 0:
+                break
+            keys[bad] = draw(bad.size)
+        # one gather-and-sum per run of equal weight (no BLAS call, so no OpenBLAS threads); only
+        # the weighted slots are decoded, straight into native indices (numpy gathers with a
+        # uint32 index array about three times slower than with intp)
+        acc = np.zeros(k)
+        for a, b, w in runs:
+            members = np.empty((k, b - a), dtype=np.intp)
+            np.bitwise_and(keys[:, a:b], mask, out=members, casting="unsafe")
+            acc += w * e[members].sum(axis=1)
+        d[start:start + k] = acc
     return np.abs(d)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import expit, logsumexp
 
 from ._validate import check_int, check_positive
@@ -74,6 +73,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     Bounded Brent search over log T in [-10, 10] (``xatol`` = 64 eps, as scikit-learn's
     ``_TemperatureScaling``, which searches log(1/T)); log T keeps T positive and the problem
     one-dimensional and well-conditioned."""
+    from scipy.optimize import minimize_scalar  # imported here: it costs 0.2 s to import
+
     z = np.asarray(logits, dtype=np.float64)
     zy = z[np.arange(z.shape[0]), labels]
 

@@ -1,7 +1,7 @@
 """Attention Residuals: the depth mixer, Full/Block source bookkeeping and routing capture.
 
 Attention Residuals (Kimi Team, arXiv 2603.15031) replace the residual sum of a pre-norm
-transformer by a softmax over depth (research/attnres.md sections 1-2). For consumer l with
+transformer by a softmax over depth (docs/attnres.md, "The mechanism"). For consumer l with
 sources v_0 (the embedding) ... v_{n-1}:
 
     a_i = softmax_i( w_l . RMSNorm_g(v_i) ),      h_l = sum_i a_i v_i,
@@ -13,7 +13,7 @@ RMSNorm with learnable gain ``g`` on the keys. The values are sub-layer outputs 
 the partial sum of the current block when it is non-empty (the first layer of a block sees none).
 The embedding is always source 0; an output mixer combines all sources before the final norm.
 
-Depth coordinates (for the routing-depth variance, attnres.md 4.2): sources are always numbered
+Depth coordinates (for the routing-depth variance, docs/methods.md): sources are always numbered
 0, 1, ..., n-1 in order, which is
 * Full: the sub-layer index (embedding 0, attention of block k is 2k+1, its MLP 2k+2, counting
   blocks from 0);
@@ -21,8 +21,8 @@ Depth coordinates (for the routing-depth variance, attnres.md 4.2): sources are 
   its own block index);
 * Swin stage-local: the same, within the stage, with 0 = the stage input.
 
-Memory and time (attnres.md pitfall 9): the mixers keep references to the sources; each source's
-fp32 inverse RMS (one scalar per token) and its logits against all later consumers' folded
+Memory and time (docs/attnres.md, "Memory and speed"): the mixers keep references to the sources;
+each source's fp32 inverse RMS (one scalar per token) and its logits against all later consumers' folded
 queries (gain folded into the query) are computed once, when the source is finished; the weighted
 sum is accumulated in a loop inside an autograd function that saves only the (n, tokens) weights.
 No stack of the sources is ever formed or saved.
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from arcal.routing import RoutingBatch, normalised_depth_variance, normalised_entropy
+from arcal.routing import RoutingBatch, depth_variance, normalised_entropy, uniform_variance
 
 __all__ = [
     "RESIDUALS",
@@ -108,8 +108,7 @@ class _WeightedSum(torch.autograd.Function):
     """``sum_i alpha_i v_i`` over sources with per-token weights ``alpha`` (n, ...) and values (..., d).
 
     Accumulates in place in a loop, in the dtype of ``alpha`` (fp32) whatever the dtype of the
-    values, and saves only references to the values and the small weight tensor (attnres.md
-    pitfall 9), instead of a stack of the sources.
+    values, and saves only references to the values and the small weight tensor, instead of a stack of the sources (docs/attnres.md, "Memory and speed").
     """
 
     @staticmethod
@@ -252,7 +251,7 @@ def consumer_source_counts(n_layers: int, block_size: int) -> list[int]:
 
     Sub-layer l (0-based) sees the embedding, ``l // S`` finished blocks and, unless it opens a
     block (``l % S == 0``), the partial sum: ``1 + l // S + (l % S > 0)``. The output mixer sees
-    the embedding and all ``ceil(L / S)`` blocks (attnres.md 2.2; S = 1 is Full AttnRes).
+    the embedding and all ``ceil(L / S)`` blocks (S = 1 is Full AttnRes).
     """
     if n_layers < 1 or block_size < 1:
         raise ValueError(f"n_layers={n_layers}, block_size={block_size}: both must be >= 1")
@@ -311,54 +310,67 @@ class AttnResBackbone:
 class RoutingTrace:
     """Routing summaries collected from the mixers while :func:`routing_capture` is active.
 
-    Every forward pass appends one batch; :meth:`result` concatenates them over images.
+    Every forward pass appends one batch; :meth:`result` concatenates them over images. Each
+    consumer's weights are reduced where they are, once per batch, to the per-image numbers the
+    dump keeps (token-mean H and V, the class token's H, the per-source weight sums); they stay on
+    the model's device until :meth:`result`, so capture adds no device-to-host copies per batch.
     """
 
     def __init__(self, mixers: Sequence[DepthMixer], cls_index: int | None) -> None:
         self.mixers = [m for m in mixers if m.n_sources > 1]
         self.cls_index = cls_index
-        self._coords = [list(range(m.n_sources)) for m in self.mixers]
         self._n_images: list[int] = []
-        self._H: list[list[np.ndarray]] = [[] for _ in self.mixers]
-        self._V: list[list[np.ndarray]] = [[] for _ in self.mixers]
-        self._Hc: list[list[np.ndarray]] = [[] for _ in self.mixers]
-        self._alpha_sum = [np.zeros(m.n_sources, dtype=np.float64) for m in self.mixers]
+        self._rows: list[list[torch.Tensor]] = [[] for _ in self.mixers]  # (2 or 3, B) each
+        self._alpha_sum: list[torch.Tensor | None] = [None for _ in self.mixers]
+        self._coords: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._uniform_var = [uniform_variance(range(m.n_sources)) for m in self.mixers]
 
     def begin_batch(self, n_images: int) -> None:
         """Called by the model at the start of each forward pass."""
         self._n_images.append(int(n_images))
 
+    def _coordinates(self, n: int, device: torch.device) -> torch.Tensor:
+        key = (n, device)
+        if key not in self._coords:
+            self._coords[key] = torch.arange(n, dtype=torch.float32, device=device)
+        return self._coords[key]
+
     @torch.no_grad()
     def record(self, index: int, alpha: torch.Tensor) -> None:
         """Reduce one consumer's weights ``alpha`` (n, B, tokens...) to per-image summaries."""
         a = alpha.detach().float().flatten(2)  # (n, B, T)
-        self._H[index].append(normalised_entropy(a).mean(-1).cpu().numpy())
-        self._V[index].append(normalised_depth_variance(a, self._coords[index]).mean(-1).cpu().numpy())
+        h = normalised_entropy(a)  # per token (B, T), computed once for the mean and the class token
+        v = depth_variance(a, self._coordinates(a.shape[0], a.device)) / self._uniform_var[index]
+        rows = [h.mean(-1), v.mean(-1)]
         if self.cls_index is not None:
-            self._Hc[index].append(normalised_entropy(a[:, :, self.cls_index]).cpu().numpy())
-        self._alpha_sum[index] += a.mean(-1).sum(-1).double().cpu().numpy()
+            rows.append(h[:, self.cls_index])
+        self._rows[index].append(torch.stack(rows))
+        sums = a.mean(-1).sum(-1, dtype=torch.float64)
+        self._alpha_sum[index] = sums if self._alpha_sum[index] is None else self._alpha_sum[index] + sums
 
     def result(self) -> RoutingBatch:
         """The summaries of all images seen so far as a :class:`~arcal.routing.RoutingBatch`."""
         B = sum(self._n_images)
         L = len(self.mixers)
+        rows = [torch.cat(r, dim=1).cpu().numpy() if r else np.zeros((3, 0), np.float32)
+                for r in self._rows]
+        for m, r in zip(self.mixers, rows):
+            if r.shape[1] != B:
+                raise RuntimeError(f"routing trace of {m.name!r} covers {r.shape[1]} images, expected {B}")
 
-        def cat(parts: list[list[np.ndarray]]) -> np.ndarray:
+        def column(k: int) -> np.ndarray:
             if L == 0:
                 return np.zeros((B, 0), dtype=np.float32)
-            cols = [np.concatenate(p) if p else np.zeros(0) for p in parts]
-            for m, col in zip(self.mixers, cols):
-                if col.shape != (B,):
-                    raise RuntimeError(f"routing trace of {m.name!r} covers {col.shape[0]} images, expected {B}")
-            return np.stack(cols, axis=1).astype(np.float32)
+            return np.stack([r[k] for r in rows], axis=1).astype(np.float32)
 
         return RoutingBatch(
-            H=cat(self._H),
-            V=cat(self._V),
-            H_cls=cat(self._Hc) if self.cls_index is not None else None,
+            H=column(0),
+            V=column(1),
+            H_cls=column(2) if self.cls_index is not None else None,
             n_sources=np.array([m.n_sources for m in self.mixers], dtype=np.int64),
             consumers=[m.name for m in self.mixers],
-            alpha_sum=[a.copy() for a in self._alpha_sum],
+            alpha_sum=[np.zeros(m.n_sources) if a is None else a.cpu().numpy()
+                       for m, a in zip(self.mixers, self._alpha_sum)],
             n_images=B,
         )
 

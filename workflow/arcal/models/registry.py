@@ -3,7 +3,7 @@
 timm style: a registry of named configs, one configurable class per family
 (:class:`~arcal.models.vit.AttnResVisionTransformer`,
 :class:`~arcal.models.swin.AttnResSwinTransformer`). Patch and window sizes default to a rule of the
-image size (research/attnres.md 5.5) and can be overridden like any other timm keyword. Swin
+image size and can be overridden like any other timm keyword. Swin
 substrates also take ``min_stage_blocks``, the Block-AttnRes block policy of their stages
 (default :data:`~arcal.models.swin.MIN_STAGE_BLOCKS`, why in :mod:`arcal.models.swin`).
 """

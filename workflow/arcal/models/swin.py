@@ -1,4 +1,4 @@
-"""Stage-local AttnRes Swin Transformer on timm's ``SwinTransformer`` (research/attnres.md 5.4).
+"""Stage-local AttnRes Swin Transformer on timm's ``SwinTransformer`` (docs/attnres.md, "Stage-local Swin").
 
 Sources of different Swin stages have different grids and widths, so each stage is its own AttnRes
 stack: source 0 is the stage input (the patch embedding for stage 0, the ``PatchMerging`` output

@@ -2,7 +2,7 @@
 
 One class for every residual variant (``baseline``, ``full``, ``block``). The baseline runs timm's
 own ``forward_features`` unchanged; the AttnRes variants replace the two residual additions of
-each timm ``Block`` by depth mixers (research/attnres.md 5.3), calling the block's own modules:
+each timm ``Block`` by depth mixers (docs/attnres.md, "The ViT"), calling the block's own modules:
 
     f_attn(h) = drop_path1(ls1(attn(norm1(h))))      f_mlp(h) = drop_path2(ls2(mlp(norm2(h))))
 
@@ -39,7 +39,7 @@ class AttnResVisionTransformer(AttnResBackbone, VisionTransformer):
     Args:
         residual: "baseline" (timm's residual sums), "full" or "block".
         block_size: sub-layers (attention or MLP) per AttnRes block for "block"; 4 = two
-            transformer blocks (attnres.md 2.5).
+            transformer blocks (docs/attnres.md).
         attnres_eps: epsilon of the key RMSNorm.
         **kwargs: ``VisionTransformer`` arguments (img_size, patch_size, embed_dim, depth, ...).
     """
