@@ -13,7 +13,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.parametrize(
     "script",
-    ["profiles/slurm/local-cluster.sh", "setup.sh", ".ci/run",
+    ["profiles/slurm/local-cluster.sh", "setup.sh", ".ci/run", "bench/demo_time.sh",
      *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("envs/*.post-deploy.sh")))],
 )
 def test_shell_scripts_pass_shellcheck(script):
@@ -22,6 +22,12 @@ def test_shell_scripts_pass_shellcheck(script):
         [str(BIN / "shellcheck"), *shell, script], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_demo_time_refuses_unknown_options_before_cloning():
+    result = subprocess.run(["bash", "bench/demo_time.sh", "--fast"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "usage:" in result.stderr and not result.stdout
 
 
 def test_unknown_action_or_option_prints_usage(local_cluster):
