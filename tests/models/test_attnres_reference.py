@@ -178,7 +178,7 @@ def record_stream(values, mixers, S):
         def record(self, index, alpha):
             alphas.append(alpha)
 
-    hooks = [m.register_forward_pre_hook(lambda m, args: logits.append(list(args[1]))) for m in mixers]
+    hooks = [m.register_forward_pre_hook(lambda m, args: logits.append(list(args[0]))) for m in mixers]
     for i, m in enumerate(mixers):
         m.trace, m.trace_index = Recorder(), i
     try:
@@ -240,7 +240,8 @@ def test_models_route_in_fp32_under_bf16_autocast(substrate, img, chans):
     errors, dtypes = [], set()
 
     def tap(mixer, args, out):
-        values, logits = args
+        logits, bank, partial = args
+        values = [bank.values[i] for i in range(bank.size)] + ([] if partial is None else [partial])
         dtypes.update(t.dtype for t in logits)
         fp32 = [v.float() for v in values]
         want = torch.stack([(rms_norm(v, mixer.gain) * mixer.query).sum(-1) for v in fp32])

@@ -21,11 +21,13 @@ Depth coordinates (for the routing-depth variance, docs/methods.md): sources are
   its own block index);
 * Swin stage-local: the same, within the stage, with 0 = the stage input.
 
-Memory and time (docs/attnres.md, "Memory and speed"): the mixers keep references to the sources;
-each source's fp32 inverse RMS (one scalar per token) and its logits against all later consumers' folded
-queries (gain folded into the query) are computed once, when the source is finished; the weighted
-sum is accumulated in a loop inside an autograd function that saves only the (n, tokens) weights.
-No stack of the sources is ever formed or saved.
+Memory and time (docs/attnres.md, "Memory and speed"): a stream copies each finished source once
+into a :class:`SourceBank` (sources x tokens x d, fp32), which is then the only copy the routing
+keeps; the source is scored there against the folded queries of all its later consumers (gain
+folded into the query) together with its fp32 inverse RMS. A consumer's weighted sum reads the
+bank's first k sources; its backward pass is one batched matrix product (the weight gradients) and
+one in-place update of the bank's gradient block, and saves only the (n, tokens) weights. No
+per-consumer stack of the sources is formed or saved.
 
 Precision: the logits, the depth softmax and the weighted sum are computed in float32 (float64
 for float64 sources) whatever the dtype of the sources and whatever autocast is active. Under
@@ -104,35 +106,107 @@ class _SourceLogits(torch.autograd.Function):
         return gv, gU
 
 
-class _WeightedSum(torch.autograd.Function):
-    """``sum_i alpha_i v_i`` over sources with per-token weights ``alpha`` (n, ...) and values (..., d).
+class SourceBank:
+    """The finished sources of one stream in one buffer, and the gradient they accumulate.
 
-    Accumulates in place in a loop, in the dtype of ``alpha`` (fp32) whatever the dtype of the
-    values, and saves only references to the values and the small weight tensor, instead of a stack of the sources (docs/attnres.md, "Memory and speed").
+    ``values`` is (n, ..., d) in fp32 (float64 for float64 sources), source i in ``values[i]``, so
+    the first k sources of a consumer are one contiguous block and its backward pass is one batched
+    matrix product and one in-place update over that block (docs/attnres.md, "Memory and speed")
+    instead of a loop over sources. ``grads`` (same shape, made by the first backward) accumulates
+    each source's gradient from all its consumers in place; the source's own node passes it on.
+    """
+
+    def __init__(self, first: torch.Tensor, n: int) -> None:
+        acc = torch.promote_types(first.dtype, torch.float32)
+        self.values = first.new_empty((n, *first.shape), dtype=acc)
+        self.grads: torch.Tensor | None = None
+        self.first = first  # as given, for a consumer whose only source it is
+        self.size = 0
+
+
+class _Deposit(torch.autograd.Function):
+    """Copy a finished source into the bank and score it: ``inverse_rms(v) * (v @ U^T)`` -> (..., m)
+    against the folded queries U (m, d) of its m later consumers, in fp32.
+
+    Every consumer of the source takes one column of these scores as its logit, so this node's
+    backward runs after theirs, when the bank's gradient slot of the source is complete; it adds
+    the gradient through the scores (the RMS included, by hand) and hands the sum to the source.
+    The backward reads the bank's copy, so nothing else keeps the source alive.
     """
 
     @staticmethod
-    def forward(ctx, alpha: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        a = alpha.unsqueeze(-1)  # elementwise products: autocast leaves them in the promoted dtype
-        out = values[0] * a[0]
-        for i in range(1, len(values)):
-            out.addcmul_(values[i], a[i])
-        ctx.save_for_backward(alpha, *values)
+    def forward(ctx, v: torch.Tensor, U: torch.Tensor, bank: SourceBank, eps: float) -> torch.Tensor:  # type: ignore[override]
+        i = bank.size
+        w = bank.values[i]
+        w.copy_(v)
+        bank.size += 1
+        r = inverse_rms(w, eps)
+        with _routing_precision(w):
+            scores = (w @ U.to(w.dtype).t()) * r.unsqueeze(-1)
+        ctx.bank, ctx.index, ctx.dtype = bank, i, v.dtype
+        ctx.save_for_backward(U, r, scores)
+        return scores
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gs: torch.Tensor):  # type: ignore[override]
+        U, r, scores = ctx.saved_tensors
+        bank, w = ctx.bank, ctx.bank.values[ctx.index]
+        d = w.shape[-1]
+        if not ctx.needs_input_grad[0] and not ctx.needs_input_grad[1]:
+            return None, None, None, None
+        with _routing_precision(w):
+            gs = gs.to(w.dtype)
+            # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps))
+            gv = (gs @ U.to(w.dtype)) * r.unsqueeze(-1)
+            gv.addcmul_(w, ((gs * scores).sum(-1) * r.square() / -d).unsqueeze(-1))
+            if bank.grads is not None:
+                gv += bank.grads[ctx.index]
+            gU = None
+            if ctx.needs_input_grad[1]:
+                gU = ((gs * r.unsqueeze(-1)).reshape(-1, U.shape[0]).t() @ w.reshape(-1, d)).to(U.dtype)
+        return gv.to(ctx.dtype), gU, None, None
+
+
+class _Mix(torch.autograd.Function):
+    """``sum_i alpha_i v_i`` over the bank's first k sources and an optional partial block sum.
+
+    ``alpha`` (n, ...) are fp32 per-token weights (n = k, plus one for the partial sum). The sum is
+    accumulated in place in the dtype of ``alpha``; only ``alpha`` (and the partial) is saved.
+    """
+
+    @staticmethod
+    def forward(ctx, alpha: torch.Tensor, bank: SourceBank, k: int,
+                partial: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        a = alpha.unsqueeze(-1)
+        out = bank.values[0] * a[0]
+        for i in range(1, k):
+            out.addcmul_(bank.values[i], a[i])
+        if partial is not None:
+            out.addcmul_(partial, a[k])
+        ctx.bank, ctx.k = bank, k
+        ctx.save_for_backward(alpha, partial)
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        alpha, *values = ctx.saved_tensors
-        acc = alpha.dtype
-        galpha = None
+        alpha, partial = ctx.saved_tensors
+        bank, k = ctx.bank, ctx.k
+        d = grad.shape[-1]
         with _routing_precision(alpha):
-            g = grad.to(acc)
-            if ctx.needs_input_grad[0]:
-                galpha = torch.stack([torch.linalg.vecdot(v.to(acc), g) for v in values])
+            g = grad.to(alpha.dtype)
+            flat = bank.values[:k].view(k, -1, d).transpose(0, 1)  # (tokens, k, d)
+            galpha = torch.bmm(flat, g.reshape(-1, d, 1)).view(-1, k).t().view(k, *g.shape[:-1])
+            if bank.grads is None:
+                bank.grads = torch.zeros_like(bank.values)
             a = alpha.unsqueeze(-1)
-            gvalues = [(g * a[i]).to(v.dtype) if ctx.needs_input_grad[1 + i] else None
-                       for i, v in enumerate(values)]
-        return (galpha, *gvalues)
+            bank.grads[:k].addcmul_(a[:k], g)
+            gpartial = None
+            if partial is not None:
+                galpha = torch.cat([galpha, torch.linalg.vecdot(partial.to(g.dtype), g)[None]])
+                gpartial = (g * a[k]).to(partial.dtype)
+        return galpha, None, None, gpartial
 
 
 class DepthMixer(nn.Module):
@@ -169,17 +243,19 @@ class DepthMixer(nn.Module):
     def extra_repr(self) -> str:
         return f"dim={self.query.shape[0]}, n_sources={self.n_sources}, name={self.name!r}"
 
-    def forward(self, values: Sequence[torch.Tensor], logits: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Softmax over depth of ``logits`` (each (...), fp32) and the weighted sum of ``values`` (each (..., d))."""
-        if len(values) != self.n_sources or len(logits) != self.n_sources:
-            raise RuntimeError(f"mixer {self.name!r} built for {self.n_sources} sources, got {len(values)}")
+    def forward(self, logits: Sequence[torch.Tensor], bank: SourceBank, partial: torch.Tensor | None) -> torch.Tensor:
+        """Softmax over depth of ``logits`` (each (...), fp32) and the weighted sum of the sources
+        they score: the bank's first sources, then ``partial`` (the current block's sum) if given."""
+        k = len(logits) - (partial is not None)
+        if len(logits) != self.n_sources or k != bank.size:
+            raise RuntimeError(f"mixer {self.name!r} built for {self.n_sources} sources, got {len(logits)}")
         if self.n_sources == 1:
-            return values[0]
+            return bank.first
         acc = torch.promote_types(logits[0].dtype, torch.float32)
         alpha = torch.softmax(torch.stack(list(logits)), dim=0, dtype=acc)
         if self.trace is not None:
             self.trace.record(self.trace_index, alpha)
-        return _WeightedSum.apply(alpha, *values)
+        return _Mix.apply(alpha, bank, k, partial)
 
 
 class DepthStream:
@@ -194,37 +270,41 @@ class DepthStream:
     Because the pseudo-queries do not depend on the input, a finished source is scored against the
     folded queries of all its future consumers at once (one matrix product, the paper's two-phase
     idea) and its inverse RMS is computed once; each consumer then only gathers its logits.
+
+    Its methods run eagerly under ``torch.compile`` (graph breaks between compiled sub-layers):
+    the bank is state shared by autograd nodes and written in their backward, which a traced
+    graph would not replay (the compiled gradients were wrong before this was added).
     """
 
+    @torch.compiler.disable
     def __init__(self, embedding: torch.Tensor, mixers: Sequence[DepthMixer], block_size: int, eps: float) -> None:
         self.mixers = mixers
         self.block_size = block_size
         self.eps = eps
         self.queries = torch.stack([m.query for m in mixers]) * torch.stack([m.gain for m in mixers])
         self.pos = 0  # index of the next consumer
-        self.done: list[torch.Tensor] = []
+        self.bank = SourceBank(embedding, mixers[-1].n_sources)
         self.scores: list[tuple[torch.Tensor, int]] = []  # (scaled logits (..., m), first consumer)
         self.partial: torch.Tensor | None = None
         self.n_partial = 0
         self._add(embedding)
 
     def _add(self, v: torch.Tensor) -> None:
-        scores = _SourceLogits.apply(v, self.queries[self.pos:]) * inverse_rms(v, self.eps).unsqueeze(-1)
-        self.done.append(v)
+        scores = _Deposit.apply(v, self.queries[self.pos:], self.bank, self.eps)
         self.scores.append((scores, self.pos))
 
+    @torch.compiler.disable
     def mix(self) -> torch.Tensor:
         """Input of the next consumer: its softmax over the finished sources and the partial sum."""
         mixer = self.mixers[self.pos]
-        values = list(self.done)
         logits = [s[..., self.pos - start] for s, start in self.scores]
         if self.partial is not None:
-            values.append(self.partial)
             q = self.queries[self.pos:self.pos + 1]
             logits.append(_SourceLogits.apply(self.partial, q)[..., 0] * inverse_rms(self.partial, self.eps))
         self.pos += 1
-        return mixer(values, logits)
+        return mixer(logits, self.bank, self.partial)
 
+    @torch.compiler.disable
     def push(self, out: torch.Tensor) -> None:
         """Add a sub-layer output (a delta) to the current block."""
         self.partial = out if self.partial is None else self.partial + out
@@ -237,6 +317,7 @@ class DepthStream:
         self._add(self.partial)
         self.partial, self.n_partial = None, 0
 
+    @torch.compiler.disable
     def finish(self) -> torch.Tensor:
         """Close the last (possibly short) block and return the output mixer over all sources."""
         if self.partial is not None:
