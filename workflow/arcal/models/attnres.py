@@ -80,32 +80,6 @@ def inverse_rms(v: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(torch.linalg.vector_norm(v, dim=-1, dtype=acc).square() / v.shape[-1] + eps)
 
 
-class _SourceLogits(torch.autograd.Function):
-    """fp32 scores ``v @ U^T`` of one source (..., d) against m folded queries U (m, d) -> (..., m).
-
-    Computed in fp32 (or double) whatever the dtype of ``v`` and whatever autocast is active,
-    without saving an upcast copy of ``v``.
-    """
-
-    @staticmethod
-    def forward(ctx, v: torch.Tensor, U: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        acc = torch.promote_types(v.dtype, torch.float32)
-        ctx.save_for_backward(v, U)
-        with _routing_precision(v):
-            return v.to(acc) @ U.to(acc).t()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        v, U = ctx.saved_tensors
-        gv = gU = None
-        with _routing_precision(v):
-            if ctx.needs_input_grad[0]:
-                gv = (grad @ U.to(grad.dtype)).to(v.dtype)
-            if ctx.needs_input_grad[1]:
-                gU = (grad.reshape(-1, U.shape[0]).t() @ v.reshape(-1, U.shape[1]).to(grad.dtype)).to(U.dtype)
-        return gv, gU
-
-
 class SourceBank:
     """The finished sources of one stream in one buffer, and the gradient they accumulate.
 
@@ -124,43 +98,50 @@ class SourceBank:
         self.size = 0
 
 
-class _Deposit(torch.autograd.Function):
-    """Copy a finished source into the bank and score it: ``inverse_rms(v) * (v @ U^T)`` -> (..., m)
-    against the folded queries U (m, d) of its m later consumers, in fp32.
+class _Scores(torch.autograd.Function):
+    """fp32 logits ``inverse_rms(v) * (v @ U^T)`` of one source (..., d) against the folded queries
+    U (m, d) of its m later consumers -> (..., m), with the gradient through the RMS by hand.
 
-    Every consumer of the source takes one column of these scores as its logit, so this node's
-    backward runs after theirs, when the bank's gradient slot of the source is complete; it adds
-    the gradient through the scores (the RMS included, by hand) and hands the sum to the source.
-    The backward reads the bank's copy, so nothing else keeps the source alive.
+    Given a bank, ``v`` is a finished source: it is copied into the bank, and the backward pass
+    reads that copy (so nothing else keeps the source alive) and adds the gradient the source's
+    consumers accumulated there. Every consumer takes one column of these scores as its logit, so
+    this node's backward runs after theirs, when that gradient is complete. Without a bank (the
+    current block's partial sum) ``v`` itself is saved, not an upcast copy.
     """
 
     @staticmethod
-    def forward(ctx, v: torch.Tensor, U: torch.Tensor, bank: SourceBank, eps: float) -> torch.Tensor:  # type: ignore[override]
-        i = bank.size
-        w = bank.values[i]
-        w.copy_(v)
-        bank.size += 1
+    def forward(ctx, v: torch.Tensor, U: torch.Tensor, eps: float,  # type: ignore[override]
+                bank: SourceBank | None) -> torch.Tensor:
+        acc = torch.promote_types(v.dtype, torch.float32)
+        if bank is None:
+            w = v.to(acc)
+        else:
+            ctx.index = bank.size
+            w = bank.values[bank.size]
+            w.copy_(v)
+            bank.size += 1
         r = inverse_rms(w, eps)
         with _routing_precision(w):
-            scores = (w @ U.to(w.dtype).t()) * r.unsqueeze(-1)
-        ctx.bank, ctx.index, ctx.dtype = bank, i, v.dtype
-        ctx.save_for_backward(U, r, scores)
+            scores = (w @ U.to(acc).t()) * r.unsqueeze(-1)
+        ctx.bank, ctx.dtype = bank, v.dtype
+        ctx.save_for_backward(U, r, scores, v if bank is None else None)
         return scores
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gs: torch.Tensor):  # type: ignore[override]
-        U, r, scores = ctx.saved_tensors
-        bank, w = ctx.bank, ctx.bank.values[ctx.index]
-        d = w.shape[-1]
         if not ctx.needs_input_grad[0] and not ctx.needs_input_grad[1]:
             return None, None, None, None
+        U, r, scores, v = ctx.saved_tensors
+        bank = ctx.bank
+        w = v.to(r.dtype) if bank is None else bank.values[ctx.index]
+        d = w.shape[-1]
         with _routing_precision(w):
             gs = gs.to(w.dtype)
             # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps))
             gv = (gs @ U.to(w.dtype)) * r.unsqueeze(-1)
             gv.addcmul_(w, ((gs * scores).sum(-1) * r.square() / -d).unsqueeze(-1))
-            if bank.grads is not None:
+            if bank is not None and bank.grads is not None:
                 gv += bank.grads[ctx.index]
             gU = None
             if ctx.needs_input_grad[1]:
@@ -290,7 +271,7 @@ class DepthStream:
         self._add(embedding)
 
     def _add(self, v: torch.Tensor) -> None:
-        scores = _Deposit.apply(v, self.queries[self.pos:], self.bank, self.eps)
+        scores = _Scores.apply(v, self.queries[self.pos:], self.eps, self.bank)
         self.scores.append((scores, self.pos))
 
     @torch.compiler.disable
@@ -300,7 +281,7 @@ class DepthStream:
         logits = [s[..., self.pos - start] for s, start in self.scores]
         if self.partial is not None:
             q = self.queries[self.pos:self.pos + 1]
-            logits.append(_SourceLogits.apply(self.partial, q)[..., 0] * inverse_rms(self.partial, self.eps))
+            logits.append(_Scores.apply(self.partial, q, self.eps, None)[..., 0])
         self.pos += 1
         return mixer(logits, self.bank, self.partial)
 
