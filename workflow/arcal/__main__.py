@@ -22,11 +22,10 @@ STAGES = {
     "permutation": ("arcal.analysis.permutation", "matched-confidence gaps, permutation tests"),
     "bandwidth": ("arcal.analysis.bandwidth", "Nadaraya-Watson bandwidth sensitivity"),
     "planted": ("arcal.analysis.planted", "the planted control on a cell's dumps"),
-    "audit": ("arcal.audit.cli", "the whole diagnostic suite on any model's outputs and traces"),
+    "audit": ("arcal.audit.cli", "the whole diagnostic suite on any model's traces"),
     "summarise": ("arcal.report.aggregate", "tidy summaries across cells and seeds"),
     "tables": ("arcal.report.tables", "LaTeX tables from the summaries"),
     "figures": ("arcal.report.figures", "figures from the summaries"),
-    "audit": ("arcal.audit.cli", "the whole diagnostic suite on any model's traces"),
 }
 
 

@@ -49,16 +49,17 @@ def uniform_variance(coords: Sequence[float]) -> float:
     return var
 
 
-def normalised_entropy(alpha: torch.Tensor) -> torch.Tensor:
-    """Entropy over the source axis (dim 0) divided by log n: 1 for uniform weights, in [0, 1].
+def normalised_entropy(alpha: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Entropy over ``dim`` (the source axis by default) divided by log n: 1 for uniform weights,
+    in [0, 1].
 
-    ``alpha`` has shape (n, ...) with n >= 2 and sums to 1 over dim 0; returns shape (...).
-    ``0 log 0`` is taken as 0.
+    ``alpha`` has n >= 2 entries along ``dim`` and sums to 1 over it; the result drops ``dim``.
+    ``0 log 0`` is taken as 0. Attention maps use ``dim=-1`` (the keys).
     """
-    n = alpha.shape[0]
+    n = alpha.shape[dim]
     if n < 2:
-        raise ValueError(f"alpha has {n} source(s); normalised entropy needs at least 2")
-    return torch.special.entr(alpha).sum(0) / math.log(n)
+        raise ValueError(f"alpha has {n} entries along dim {dim}; normalised entropy needs at least 2")
+    return torch.special.entr(alpha).sum(dim) / math.log(n)
 
 
 def depth_variance(alpha: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

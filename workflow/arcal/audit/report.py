@@ -31,13 +31,11 @@ import pandas as pd
 import arcal
 from arcal.audit.inputs import AuditData
 from arcal.io import atomic_write_bytes, atomic_write_text
+from arcal.report.tables import PLANTED_POWER as POWER  # detected: as in the paper's planted table
 
 log = logging.getLogger(__name__)
 
-STYLE_FILE = Path(__file__).resolve().parents[1] / "report" / "arcal.mplstyle"
 TEMPLATE = Path(__file__).with_name("report.tex.j2")
-#: Power a planted effect must reach to count as detected (as the paper's planted table).
-POWER = 0.8
 METHOD_LABELS = {"residualised": "residualised (arcal's default)", "within-bin": "within-bin (the paper's)"}
 _PNG_METADATA = {"Software": None}
 _PDF_METADATA = {"CreationDate": None, "ModDate": None, "Creator": "arcal.audit", "Producer": None}
@@ -220,6 +218,8 @@ def _tables(out: Path, data: AuditData, used: dict[str, Any]) -> list[Table]:
 def _figure(builder: Callable[[Any], None], panels: int, height: float = 2.2) -> Any:
     import matplotlib
     from matplotlib.figure import Figure
+
+    from arcal.report.figures import STYLE_FILE
 
     with matplotlib.rc_context(fname=str(STYLE_FILE)):
         fig = Figure(figsize=(min(2.3 * panels, 7.0), height))

@@ -27,7 +27,6 @@ fused ones to float32 rounding.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -36,6 +35,8 @@ import torch
 from timm.layers import Attention
 from timm.models.swin_transformer import WindowAttention
 from torch import nn
+
+from arcal.routing import normalised_entropy
 
 __all__ = ["AttentionBatch", "AttentionTrace", "attention_capture", "attention_layers"]
 
@@ -60,11 +61,6 @@ def attention_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if isinstance(m, (Attention, WindowAttention))]
 
 
-def _entropy(p: torch.Tensor) -> torch.Tensor:
-    """Entropy over the last axis divided by log of its length (0 log 0 = 0), in float32."""
-    return torch.special.entr(p.float()).sum(-1) / math.log(p.shape[-1])
-
-
 class AttentionTrace:
     """Per-image attention entropies collected while :func:`attention_capture` is active."""
 
@@ -83,9 +79,9 @@ class AttentionTrace:
         if isinstance(module, WindowAttention) or self.cls_index is None:
             # rows of a Swin layer are image-major (timm's window_partition): image b holds rows
             # b * n_windows ... (b + 1) * n_windows - 1
-            per_image = _entropy(weights).reshape(self._batch, -1).mean(1)
+            per_image = normalised_entropy(weights.float(), dim=-1).reshape(self._batch, -1).mean(1)
         else:
-            per_image = _entropy(weights[:, :, self.cls_index, :]).mean(1)
+            per_image = normalised_entropy(weights[:, :, self.cls_index, :].float(), dim=-1).mean(1)
         self._parts[index].append(per_image.cpu().numpy())
 
     def result(self) -> AttentionBatch:
