@@ -42,7 +42,7 @@ PROBES: tuple[str, ...] = tuple(_FACTORIES)
 #: Probes that need a routing trace (skipped for baseline models).
 ROUTING_PROBES: tuple[str, ...] = ("nw-ragg", "ar-condcal", "mlp-full", "mlp-shuffled")
 #: The registered NW probe that pairs c with each feature (the others are ``nw-<feature>``).
-_NW_PAIRS = {"entropy": "nw-entropy", "r_agg": "nw-ragg", "depth_var": "ar-condcal"}
+_NW_PAIRS = {inputs[1]: name for name, inputs in NW_FEATURES.items() if len(inputs) == 2}
 _MLP_ON = re.compile(r"^mlp-(?P<kind>[a-z]+)@(?P<matrix>.+)$")
 
 
