@@ -180,6 +180,7 @@ def test_full_attnres_keeps_memory_lean():
             if getattr(node, "bank", None) is not None:
                 banks.add(id(node.bank))
                 keep(node.bank.values)
+                keep(node.bank.scores)
             todo.extend(next_node for next_node, _ in node.next_functions)
         return sum(storages.values()), len(banks)
 

@@ -24,10 +24,12 @@ Depth coordinates (for the routing-depth variance, docs/methods.md): sources are
 Memory and time (docs/attnres.md, "Memory and speed"): a stream copies each finished source once
 into a :class:`SourceBank` (sources x tokens x d, fp32), which is then the only copy the routing
 keeps; the source is scored there against the folded queries of all its later consumers (gain
-folded into the query) together with its fp32 inverse RMS. A consumer's weighted sum reads the
-bank's first k sources; its backward pass is one batched matrix product (the weight gradients) and
-one in-place update of the bank's gradient block, and saves only the (n, tokens) weights. No
-per-consumer stack of the sources is formed or saved.
+folded into the query) together with its fp32 inverse RMS, and the scores are written into the
+bank's (consumers x sources x tokens) logit table. A consumer reads its logits as one block of that
+table and its sources as the bank's first k; its backward pass is one batched matrix product (the
+weight gradients), the softmax's gradient and two in-place writes into the bank's gradient blocks,
+and saves only the (n, tokens) weights. No per-consumer stack of the sources or of the logits is
+formed or saved, and no autograd node per source and consumer.
 
 Precision: the logits, the depth softmax and the weighted sum are computed in float32 (float64
 for float64 sources) whatever the dtype of the sources and whatever autocast is active. Under
@@ -81,91 +83,121 @@ def inverse_rms(v: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 class SourceBank:
-    """The finished sources of one stream in one buffer, and the gradient they accumulate.
+    """The finished sources of one stream, their logits at every consumer, and the gradients both
+    accumulate.
 
     ``values`` is (n, ..., d) in fp32 (float64 for float64 sources), source i in ``values[i]``, so
-    the first k sources of a consumer are one contiguous block and its backward pass is one batched
-    matrix product and one in-place update over that block (docs/attnres.md, "Memory and speed")
-    instead of a loop over sources. ``grads`` (same shape, made by the first backward) accumulates
-    each source's gradient from all its consumers in place; the source's own node passes it on.
+    the first k sources of a consumer are one contiguous block. ``scores`` is (m, n, ...) for the
+    stream's m consumers: ``scores[j, i]`` is the logit of source i at consumer j, written when
+    source i is scored against all its later consumers, so consumer j reads its logits as the
+    contiguous block ``scores[j, :k]``. ``grads`` and ``score_grads`` (the same shapes, made by the
+    first backward; ``grads`` is written, not zeroed, where a source is first reached) gather, in place, each source's gradient from the weighted sums and its
+    logits' gradients from every consumer; the source's own node turns them into its gradient
+    (docs/attnres.md, "Memory and speed"). No per-consumer or per-logit autograd node is made.
     """
 
-    def __init__(self, first: torch.Tensor, n: int) -> None:
+    def __init__(self, first: torch.Tensor, n_sources: int, n_consumers: int) -> None:
         acc = torch.promote_types(first.dtype, torch.float32)
-        self.values = first.new_empty((n, *first.shape), dtype=acc)
+        self.values = first.new_empty((n_sources, *first.shape), dtype=acc)
+        self.scores = first.new_empty((n_consumers, n_sources, *first.shape[:-1]), dtype=acc)
         self.grads: torch.Tensor | None = None
+        self.n_grads = 0  # grads[:n_grads] hold gradient sums; the rest is not written yet
+        self.score_grads: torch.Tensor | None = None
         self.first = first  # as given, for a consumer whose only source it is
         self.size = 0
+
+    def logits(self, consumer: int, partial_logit: torch.Tensor | None) -> torch.Tensor:
+        """Consumer ``consumer``'s logits (n, ...): its finished sources', then the partial sum's."""
+        logits = self.scores[consumer, : self.size]
+        return logits if partial_logit is None else torch.cat([logits, partial_logit.unsqueeze(0)])
 
 
 class _Scores(torch.autograd.Function):
     """fp32 logits ``inverse_rms(v) * (v @ U^T)`` of one source (..., d) against the folded queries
-    U (m, d) of its m later consumers -> (..., m), with the gradient through the RMS by hand.
+    U (m, d) of its m later consumers, the first of which is consumer ``first``, with the gradient
+    through the RMS by hand.
 
-    Given a bank, ``v`` is a finished source: it is copied into the bank, and the backward pass
-    reads that copy (so nothing else keeps the source alive) and adds the gradient the source's
-    consumers accumulated there. Every consumer takes one column of these scores as its logit, so
-    this node's backward runs after theirs, when that gradient is complete. Without a bank (the
-    current block's partial sum) ``v`` itself is saved, not an upcast copy.
+    Given a bank, ``v`` is a finished source: it is copied into the bank and its logits are written
+    into the bank's scores, and the node returns an empty marker that each consumer of the source
+    takes as an input. So this node's backward runs after all of theirs, when the gradients they
+    gathered in the bank for it are complete; it reads the source and its logits back from the
+    bank, so nothing else keeps them alive. Without a bank (the current block's partial sum) it
+    returns the logits (..., m) and saves ``v`` itself, not an upcast copy.
     """
 
     @staticmethod
     def forward(ctx, v: torch.Tensor, U: torch.Tensor, eps: float,  # type: ignore[override]
-                bank: SourceBank | None) -> torch.Tensor:
+                bank: SourceBank | None, first: int) -> torch.Tensor:
         acc = torch.promote_types(v.dtype, torch.float32)
-        if bank is None:
-            w = v.to(acc)
-        else:
-            ctx.index = bank.size
-            w = bank.values[bank.size]
-            w.copy_(v)
-            bank.size += 1
+        w = v.to(acc) if bank is None else bank.values[bank.size].copy_(v)
         r = inverse_rms(w, eps)
         with _routing_precision(w):
             scores = (w @ U.to(acc).t()) * r.unsqueeze(-1)
         ctx.bank, ctx.dtype = bank, v.dtype
-        ctx.save_for_backward(U, r, scores, v if bank is None else None)
-        return scores
+        if bank is None:
+            ctx.save_for_backward(U, r, scores, v)
+            return scores
+        ctx.index, ctx.first = bank.size, first
+        bank.scores[first:, bank.size] = scores.movedim(-1, 0)
+        bank.size += 1
+        ctx.save_for_backward(U, r)
+        ctx.set_materialize_grads(False)
+        return v.new_empty(0)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, gs: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, gs: torch.Tensor | None):  # type: ignore[override]
         if not ctx.needs_input_grad[0] and not ctx.needs_input_grad[1]:
-            return None, None, None, None
-        U, r, scores, v = ctx.saved_tensors
+            return None, None, None, None, None
         bank = ctx.bank
-        w = v.to(r.dtype) if bank is None else bank.values[ctx.index]
+        if bank is None:
+            U, r, scores, v = ctx.saved_tensors
+            w = v.to(r.dtype)
+        else:  # the gradients every consumer of the source wrote into the bank (_Mix.backward)
+            U, r = ctx.saved_tensors
+            w = bank.values[ctx.index]
+            scores = bank.scores[ctx.first:, ctx.index].movedim(0, -1)
+            gs = bank.score_grads[ctx.first:, ctx.index].movedim(0, -1)
         d = w.shape[-1]
         with _routing_precision(w):
             gs = gs.to(w.dtype)
             # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps))
             gv = (gs @ U.to(w.dtype)) * r.unsqueeze(-1)
             gv.addcmul_(w, ((gs * scores).sum(-1) * r.square() / -d).unsqueeze(-1))
-            if bank is not None and bank.grads is not None:
+            if bank is not None and ctx.index < bank.n_grads:
                 gv += bank.grads[ctx.index]
             gU = None
             if ctx.needs_input_grad[1]:
                 gU = ((gs * r.unsqueeze(-1)).reshape(-1, U.shape[0]).t() @ w.reshape(-1, d)).to(U.dtype)
-        return gv.to(ctx.dtype), gU, None, None
+        return gv.to(ctx.dtype), gU, None, None, None
 
 
 class _Mix(torch.autograd.Function):
-    """``sum_i alpha_i v_i`` over the bank's first k sources and an optional partial block sum.
+    """Consumer ``j``'s depth softmax and weighted sum ``sum_i alpha_i v_i`` over the bank's first
+    k sources and an optional partial block sum (with its logit).
 
-    ``alpha`` (n, ...) are fp32 per-token weights (n = k, plus one for the partial sum). The sum is
-    accumulated in place in the dtype of ``alpha``; only ``alpha`` (and the partial) is saved.
+    The weights ``alpha`` (n, ...) are fp32 (n = k, plus one for the partial sum), and the sum is
+    accumulated in place in their dtype; only ``alpha`` (and the partial) is saved. The backward
+    pass is one batched matrix product over the bank's block (the weights' gradient), the softmax's
+    gradient, and two in-place writes into the bank: the sources' gradient ``alpha_i g`` and the
+    logits' gradient, which the sources' :class:`_Scores` nodes read. ``markers`` (those nodes'
+    outputs) carry no gradient; they make each source's node wait for all its consumers.
     """
 
     @staticmethod
-    def forward(ctx, alpha: torch.Tensor, bank: SourceBank, k: int,
-                partial: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, bank: SourceBank, j: int, partial: torch.Tensor | None,  # type: ignore[override]
+                partial_logit: torch.Tensor | None, mixer: "DepthMixer", *markers: torch.Tensor) -> torch.Tensor:
+        k = bank.size
+        alpha = torch.softmax(bank.logits(j, partial_logit), dim=0)
+        if mixer.trace is not None:
+            mixer.trace.record(mixer.trace_index, alpha)
         a = alpha.unsqueeze(-1)
         out = bank.values[0] * a[0]
         for i in range(1, k):
             out.addcmul_(bank.values[i], a[i])
         if partial is not None:
             out.addcmul_(partial, a[k])
-        ctx.bank, ctx.k = bank, k
+        ctx.bank, ctx.j, ctx.k = bank, j, k
         ctx.save_for_backward(alpha, partial)
         return out
 
@@ -179,15 +211,23 @@ class _Mix(torch.autograd.Function):
             g = grad.to(alpha.dtype)
             flat = bank.values[:k].view(k, -1, d).transpose(0, 1)  # (tokens, k, d)
             galpha = torch.bmm(flat, g.reshape(-1, d, 1)).view(-1, k).t().view(k, *g.shape[:-1])
-            if bank.grads is None:
-                bank.grads = torch.zeros_like(bank.values)
-            a = alpha.unsqueeze(-1)
-            bank.grads[:k].addcmul_(a[:k], g)
-            gpartial = None
             if partial is not None:
                 galpha = torch.cat([galpha, torch.linalg.vecdot(partial.to(g.dtype), g)[None]])
-                gpartial = (g * a[k]).to(partial.dtype)
-        return galpha, None, None, gpartial
+            glogits = alpha * (galpha - (alpha * galpha).sum(0))  # through the softmax
+            if bank.score_grads is None:
+                bank.grads = torch.empty_like(bank.values)
+                bank.score_grads = torch.zeros_like(bank.scores)
+            a = alpha.unsqueeze(-1)
+            held = min(bank.n_grads, k)  # sources whose gradient block already holds a sum
+            bank.grads[:held].addcmul_(a[:held], g)
+            if k > held:  # the first consumer (in backward order) to reach these sources writes
+                torch.mul(a[held:k], g, out=bank.grads[held:k])
+                bank.n_grads = k
+            bank.score_grads[ctx.j, :k] = glogits[:k]
+            gpartial = gpartial_logit = None
+            if partial is not None:
+                gpartial, gpartial_logit = (g * a[k]).to(partial.dtype), glogits[k]
+        return (None, None, gpartial, gpartial_logit, None) + (None,) * (len(ctx.needs_input_grad) - 5)
 
 
 class DepthMixer(nn.Module):
@@ -224,19 +264,18 @@ class DepthMixer(nn.Module):
     def extra_repr(self) -> str:
         return f"dim={self.query.shape[0]}, n_sources={self.n_sources}, name={self.name!r}"
 
-    def forward(self, logits: Sequence[torch.Tensor], bank: SourceBank, partial: torch.Tensor | None) -> torch.Tensor:
-        """Softmax over depth of ``logits`` (each (...), fp32) and the weighted sum of the sources
-        they score: the bank's first sources, then ``partial`` (the current block's sum) if given."""
-        k = len(logits) - (partial is not None)
-        if len(logits) != self.n_sources or k != bank.size:
-            raise RuntimeError(f"mixer {self.name!r} built for {self.n_sources} sources, got {len(logits)}")
+    def forward(self, bank: SourceBank, consumer: int, partial: torch.Tensor | None = None,
+                partial_logit: torch.Tensor | None = None, markers: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        """Softmax over depth of this consumer's logits and the weighted sum of the sources they
+        score: the bank's finished sources (logits ``bank.scores[consumer]``), then ``partial``
+        (the current block's sum, logit ``partial_logit``) if given. ``markers`` are the finished
+        sources' scoring nodes (:class:`_Scores`), which order the backward pass."""
+        n = bank.size + (partial is not None)
+        if n != self.n_sources:
+            raise RuntimeError(f"mixer {self.name!r} built for {self.n_sources} sources, got {n}")
         if self.n_sources == 1:
             return bank.first
-        acc = torch.promote_types(logits[0].dtype, torch.float32)
-        alpha = torch.softmax(torch.stack(list(logits)), dim=0, dtype=acc)
-        if self.trace is not None:
-            self.trace.record(self.trace_index, alpha)
-        return _Mix.apply(alpha, bank, k, partial)
+        return _Mix.apply(bank, consumer, partial, partial_logit, self, *markers)
 
 
 class DepthStream:
@@ -250,7 +289,8 @@ class DepthStream:
 
     Because the pseudo-queries do not depend on the input, a finished source is scored against the
     folded queries of all its future consumers at once (one matrix product, the paper's two-phase
-    idea) and its inverse RMS is computed once; each consumer then only gathers its logits.
+    idea) and its inverse RMS is computed once; each consumer then reads its row of the bank's
+logit table.
 
     Its methods run eagerly under ``torch.compile`` (graph breaks between compiled sub-layers):
     the bank is state shared by autograd nodes and written in their backward, which a traced
@@ -264,26 +304,24 @@ class DepthStream:
         self.eps = eps
         self.queries = torch.stack([m.query for m in mixers]) * torch.stack([m.gain for m in mixers])
         self.pos = 0  # index of the next consumer
-        self.bank = SourceBank(embedding, mixers[-1].n_sources)
-        self.scores: list[tuple[torch.Tensor, int]] = []  # (scaled logits (..., m), first consumer)
+        self.bank = SourceBank(embedding, mixers[-1].n_sources, len(mixers))
+        self.markers: list[torch.Tensor] = []  # the finished sources' _Scores outputs
         self.partial: torch.Tensor | None = None
         self.n_partial = 0
         self._add(embedding)
 
     def _add(self, v: torch.Tensor) -> None:
-        scores = _Scores.apply(v, self.queries[self.pos:], self.eps, self.bank)
-        self.scores.append((scores, self.pos))
+        self.markers.append(_Scores.apply(v, self.queries[self.pos:], self.eps, self.bank, self.pos))
 
     @torch.compiler.disable
     def mix(self) -> torch.Tensor:
         """Input of the next consumer: its softmax over the finished sources and the partial sum."""
-        mixer = self.mixers[self.pos]
-        logits = [s[..., self.pos - start] for s, start in self.scores]
+        mixer, j = self.mixers[self.pos], self.pos
+        partial_logit = None
         if self.partial is not None:
-            q = self.queries[self.pos:self.pos + 1]
-            logits.append(_Scores.apply(self.partial, q, self.eps, None)[..., 0])
+            partial_logit = _Scores.apply(self.partial, self.queries[j:j + 1], self.eps, None, j)[..., 0]
         self.pos += 1
-        return mixer(logits, self.bank, self.partial)
+        return mixer(self.bank, j, self.partial, partial_logit, self.markers)
 
     @torch.compiler.disable
     def push(self, out: torch.Tensor) -> None:
