@@ -103,8 +103,25 @@ class SourceBank:
         self.grads: torch.Tensor | None = None
         self.n_grads = 0  # grads[:n_grads] hold gradient sums; the rest is not written yet
         self.score_grads: torch.Tensor | None = None
+        self.backward_task = -1  # autograd graph task of the backward pass the blocks belong to
         self.first = first  # as given, for a consumer whose only source it is
         self.size = 0
+
+    def begin_backward(self) -> None:
+        """Called by every consumer's backward: on the first of each backward pass, start the
+        gradient blocks afresh, so a second pass over a retained graph (``retain_graph=True``,
+        gradcheck) does not add to the first one's sums. Passes are told apart by autograd's
+        graph-task id (the private hook ``torch.utils.checkpoint`` uses for the same purpose)."""
+        task = torch._C._current_graph_task_id()
+        if task == self.backward_task and self.score_grads is not None:
+            return
+        self.backward_task = task
+        self.n_grads = 0
+        if self.score_grads is None:
+            self.grads = torch.empty_like(self.values)
+            self.score_grads = torch.zeros_like(self.scores)
+        else:
+            self.score_grads.zero_()
 
     def logits(self, consumer: int, partial_logit: torch.Tensor | None) -> torch.Tensor:
         """Consumer ``consumer``'s logits (n, ...): its finished sources', then the partial sum's."""
@@ -214,9 +231,7 @@ class _Mix(torch.autograd.Function):
             if partial is not None:
                 galpha = torch.cat([galpha, torch.linalg.vecdot(partial.to(g.dtype), g)[None]])
             glogits = alpha * (galpha - (alpha * galpha).sum(0))  # through the softmax
-            if bank.score_grads is None:
-                bank.grads = torch.empty_like(bank.values)
-                bank.score_grads = torch.zeros_like(bank.scores)
+            bank.begin_backward()
             a = alpha.unsqueeze(-1)
             held = min(bank.n_grads, k)  # sources whose gradient block already holds a sum
             bank.grads[:held].addcmul_(a[:held], g)
