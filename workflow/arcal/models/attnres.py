@@ -91,9 +91,10 @@ class SourceBank:
     stream's m consumers: ``scores[j, i]`` is the logit of source i at consumer j, written when
     source i is scored against all its later consumers, so consumer j reads its logits as the
     contiguous block ``scores[j, :k]``. ``grads`` and ``score_grads`` (the same shapes, made by the
-    first backward; ``grads`` is written, not zeroed, where a source is first reached) gather, in place, each source's gradient from the weighted sums and its
-    logits' gradients from every consumer; the source's own node turns them into its gradient
-    (docs/attnres.md, "Memory and speed"). No per-consumer or per-logit autograd node is made.
+    first backward, started afresh by each backward pass) gather in place each source's gradient
+    from the weighted sums and its logits' gradients from every consumer; ``grads`` is written,
+    not zeroed, where a consumer first reaches a source. The source's own node turns them into its
+    gradient (docs/attnres.md, "Memory and speed"). No autograd node per source and consumer.
     """
 
     def __init__(self, first: torch.Tensor, n_sources: int, n_consumers: int) -> None:
