@@ -114,7 +114,7 @@ class SourceBank:
         gradcheck) does not add to the first one's sums. Passes are told apart by autograd's
         graph-task id (the private hook ``torch.utils.checkpoint`` uses for the same purpose)."""
         task = torch._C._current_graph_task_id()
-        if task == self.backward_task and self.score_grads is not None:
+        if task == self.backward_task:  # not the pass's first consumer
             return
         self.backward_task = task
         self.n_grads = 0
@@ -306,7 +306,7 @@ class DepthStream:
     Because the pseudo-queries do not depend on the input, a finished source is scored against the
     folded queries of all its future consumers at once (one matrix product, the paper's two-phase
     idea) and its inverse RMS is computed once; each consumer then reads its row of the bank's
-logit table.
+    logit table.
 
     Its methods run eagerly under ``torch.compile`` (graph breaks between compiled sub-layers):
     the bank is state shared by autograd nodes and written in their backward, which a traced
