@@ -23,6 +23,8 @@ trap cleanup EXIT
 git clone --quiet "$repo" "$scratch/arcal"
 ln -s "$repo/.venv" "$scratch/arcal/.venv"
 cd "$scratch/arcal"
+# The venv's editable install points at this checkout's workflow/; the clone's code goes first.
+export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}"
 echo "demo_time: $(git log -1 --format='%h %s' | cut -c1-80) on $(nproc) cores" >&2
 start=$(date +%s.%N)
 .venv/bin/snakemake --profile profiles/demo --quiet rules > "$scratch/snakemake.log" 2>&1 || {
