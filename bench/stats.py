@@ -12,9 +12,12 @@
 2. CV-NLL bandwidth sweep of the 2-D Nadaraya-Watson probe at N = 5,000 (13 multipliers,
    5 folds, exact) against statsmodels' own bandwidth search ``KernelReg(reg_type="lc",
    bw="cv_ls")`` at a smaller N, its time scaled by (5000 / N_statsmodels)^2 (both are O(N^2)).
+   The sweep's out-of-fold predictions are also timed with 32 MB chunks of kernel entries (the
+   default before ``CHUNK_ELEMS``), against the cache-sized default, on the same data.
 
 Last line: ``perm_seconds=<s> perm_speedup_vs_scipy=<r> robust_seconds=<s>
-robust_speedup_vs_scipy=<r> cvnll_seconds=<s> nw_speedup_vs_statsmodels=<r>`` (one line;
+robust_speedup_vs_scipy=<r> cvnll_seconds=<s> nw_speedup_vs_statsmodels=<r>
+chunk_speedup_vs_32mb=<r>`` (one line;
 ``perm_*`` is the paper's test, ``robust_*`` the residualised one, both against the same scipy
 baseline).
 Our timings are the median of ``--repeats`` runs; the reference libraries run once.
@@ -30,7 +33,8 @@ import numpy as np
 from scipy import stats
 from scipy.special import softmax
 
-from arcal.calibration import bin_index, cv_nll_curve, matched_gaps, permutation_test
+from arcal.calibration import (CV_MULTIPLIERS, bin_index, cv_nll_curve, matched_gaps, nw_kfold_grid,
+                               permutation_test, scott_factor)
 
 
 def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,6 +122,15 @@ def main() -> None:
     cv_s = median_time(lambda: cv_nll_curve(xs, z2, k=5, seed=0), args.repeats)
     print(f"arcal CV-NLL: N={args.n_cv}, 13 multipliers x 5 folds, {cv_s:.3f}s, "
           f"min CV-NLL {curve.min():.5f}")
+    chunk_s = {}  # the predictions cv_nll_curve makes, with both chunk sizes
+    for name, elems in (("default", {}), ("32mb", {"chunk_elems": 1 << 22})):
+        chunk_s[name] = median_time(
+            lambda: nw_kfold_grid(xs, z2, lambda n: scott_factor(n, 2), CV_MULTIPLIERS, k=5,
+                                  seed=0, **elems),
+            args.repeats,
+        )
+    print(f"CV predictions: default chunks {chunk_s['default']:.3f}s, 32 MB chunks "
+          f"{chunk_s['32mb']:.3f}s")
 
     from statsmodels.nonparametric.kernel_regression import KernelReg
 
@@ -132,7 +145,8 @@ def main() -> None:
           f"scaled to N={args.n_cv}: {sm_s:.1f}s")
     print(f"perm_seconds={perm_s:.3f} perm_speedup_vs_scipy={scipy_s / perm_s:.1f} "
           f"robust_seconds={robust_s:.3f} robust_speedup_vs_scipy={scipy_s / robust_s:.1f} "
-          f"cvnll_seconds={cv_s:.3f} nw_speedup_vs_statsmodels={sm_s / cv_s:.1f}")
+          f"cvnll_seconds={cv_s:.3f} nw_speedup_vs_statsmodels={sm_s / cv_s:.1f} "
+          f"chunk_speedup_vs_32mb={chunk_s['32mb'] / chunk_s['default']:.2f}")
 
 
 if __name__ == "__main__":
