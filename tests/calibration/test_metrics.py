@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -78,6 +81,30 @@ def test_smooth_ece_is_relplot(main_set):
     c, z = main_set.conf, main_set.correct
     assert smooth_ece(c, z) == pytest.approx(float(relplot.smECE(c, z)), abs=1e-15)
     assert smooth_ece(c, z) == pytest.approx(0.092756788657, abs=1e-10)
+
+
+def test_smooth_ece_loads_relplot_metrics_alone_and_a_later_import_gets_the_whole_package():
+    """In a fresh process (a workflow job): no plotting stack is imported, and ``import relplot``
+    afterwards runs the package in full around the same ``relplot.metrics``."""
+    code = textwrap.dedent('''
+        import sys
+        import numpy as np
+        from arcal.calibration import smooth_ece
+        rng = np.random.default_rng(0)
+        c = rng.uniform(0.3, 1.0, 2000)
+        z = (rng.random(2000) < c ** 2).astype(float)
+        ours = smooth_ece(c, z)
+        heavy = sorted(m for m in ("matplotlib", "seaborn", "sklearn", "relplot") if m in sys.modules)
+        assert not heavy, heavy
+        import relplot
+        assert relplot.metrics is sys.modules["relplot.metrics"]
+        assert callable(relplot.rel_diagram)
+        assert float(relplot.smECE(c, z)) == ours
+        print("ok", ours)
+    ''')
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("ok 0.")
 
 
 def test_nll_and_brier_match_sklearn(main_set):
