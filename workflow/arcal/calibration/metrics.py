@@ -96,7 +96,8 @@ def _relplot_smece() -> Callable[[np.ndarray, np.ndarray], float]:
     if "relplot" not in sys.modules:
         spec = importlib.util.find_spec("relplot")
         if spec is None:
-            raise ModuleNotFoundError("SmoothECE needs relplot (pip install relplot==1.0.3)")
+            raise ModuleNotFoundError("SmoothECE needs relplot, one of arcal's pinned dependencies; "
+                                      "run ./setup.sh (or pip install -e .)")
         sys.modules["relplot"] = importlib.util.module_from_spec(spec)
         try:
             importlib.import_module("relplot.metrics")
