@@ -13,10 +13,19 @@ import math
 import pytest
 import torch
 
-from arcal.models import create_model, routing_capture
+from arcal.models import attnres, create_model, routing_capture
 from arcal.models.attnres import DepthMixer, DepthStream, consumer_source_counts, inverse_rms
 
 EPS = 1e-6
+
+
+@pytest.fixture(params=["embedding-bag", "elementwise"])
+def mixing_kernel(request, monkeypatch):
+    """Each of the two ways a source bank sums its sources and takes their dots with a gradient:
+    embedding-bag kernels for rows of at least ``_BAG_MIN_WIDTH`` channels, elementwise passes
+    below. The test models are narrower than the threshold, so it is moved to select each."""
+    monkeypatch.setattr(attnres, "_BAG_MIN_WIDTH", 0 if request.param == "embedding-bag" else 1 << 30)
+    return request.param
 
 
 def rms_norm(v, gain):
@@ -112,7 +121,7 @@ def compare(model, reference, x):
 
 
 @pytest.mark.parametrize("variant,S", [("full", 1), ("block", 3), ("block", 4)])
-def test_vit_matches_the_paper_equations(variant, S):
+def test_vit_matches_the_paper_equations(variant, S, mixing_kernel):
     """ViT with 5 blocks = 10 sub-layers: S = 3 and S = 4 both end in a short block (1 and 2)."""
     torch.manual_seed(0)
     model = create_model("vit_tiny", variant, 10, 32, 3, block_size=S, depth=5).double().eval()
@@ -133,7 +142,7 @@ def test_vit_matches_the_paper_equations(variant, S):
         ("block", 4, 2, (2, 4)),  # the default policy: stage 0 lowered to two blocks of 2
     ],
 )
-def test_swin_stages_match_the_paper_equations(variant, S, min_stage_blocks, stage_S):
+def test_swin_stages_match_the_paper_equations(variant, S, min_stage_blocks, stage_S, mixing_kernel):
     """Stage-local Swin with depths (2, 5): 4 and 10 sub-layers, the second stage after a
     PatchMerging; each stage is its own stack with the stage input as b_0."""
     torch.manual_seed(0)
@@ -201,7 +210,7 @@ def record_stream(values, mixers, S):
 
 
 @pytest.mark.parametrize("S", [1, 3])
-def test_depth_logits_and_weights_stay_fp32_under_bf16_autocast(S):
+def test_depth_logits_and_weights_stay_fp32_under_bf16_autocast(S, mixing_kernel):
     """Sources in bf16, as a network under bf16 autocast produces them (a Swin stage input
     included): the logits, the depth softmax and the mix are float32 under CPU bf16 autocast and
     equal those of the same sources without autocast."""
@@ -236,7 +245,7 @@ def test_depth_logits_and_weights_stay_fp32_under_bf16_autocast(S):
 
 
 @pytest.mark.parametrize("substrate,img,chans", [("vit_tiny", 32, 3), ("swin_demo", 28, 1)])
-def test_models_route_in_fp32_under_bf16_autocast(substrate, img, chans):
+def test_models_route_in_fp32_under_bf16_autocast(substrate, img, chans, mixing_kernel):
     """Whole models under CPU bf16 autocast: the layers run in bf16, and every consumer's logits
     and mix are those of the paper's equations evaluated in fp32 on the (bf16) sources it got."""
     torch.manual_seed(4)
@@ -277,7 +286,7 @@ def test_inverse_rms_keeps_float64_and_upcasts_bf16():
 
 
 @pytest.mark.parametrize("S", [1, 3])
-def test_stream_passes_gradcheck_over_a_retained_graph(S):
+def test_stream_passes_gradcheck_over_a_retained_graph(S, mixing_kernel):
     """torch.autograd.gradcheck in float64: the stream's hand-written gradients against finite
     differences, for every sub-layer output. gradcheck runs one backward pass per output element
     over the same retained graph, so this also checks that a second pass does not add to the

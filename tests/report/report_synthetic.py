@@ -329,32 +329,33 @@ def write_attention(out: Path, cells: list[str]) -> None:
 
     base = [c for c in cells if "/baseline/" in c]
     perm_paths, probe_paths = [], []
-    tmp = Path(tempfile.mkdtemp(prefix="attention-cells-"))
-    for cell in base:
-        seed = int(cell.rsplit("seed", 1)[1])
-        d = tmp / cell
-        d.mkdir(parents=True, exist_ok=True)
-        rows = [{"feature": "attn_entropy", "method": m, "ran": True, "n_bins_used": 9,
-                 "max_gap": 0.08 + 0.01 * seed, "weighted_gap": 0.015 + 0.002 * seed,
-                 "p_value": p, "p_value_max": 0.4, "n_perm": N_PERM, "reject": p <= 0.05}
-                for m, p in (("residualised", 0.3 + 0.1 * seed),
-                             ("within-bin", 0.01 if seed == 0 else 0.2))]
-        pd.DataFrame(rows).to_csv(d / "permutation.csv", index=False)
-        rows = []
-        for j, probe in enumerate(ATTENTION_PROBES):
-            nw = probe.startswith("nw-")
-            for metric in ("ece", "tertile_ece_attn_entropy", "tertile_ece_attn_entropy_low",
-                           "tertile_ece_attn_entropy_mid", "tertile_ece_attn_entropy_high",
-                           "smooth_ece", "nll", "brier"):
-                rows.append({"probe": probe, "bandwidth_rule": "cv-nll" if nw else "none",
-                             "multiplier": 1.0 if nw else np.nan, "metric": metric,
-                             "value": round(0.02 + 0.001 * j + 0.002 * seed
-                                            + (0.4 if metric in ("nll", "brier") else 0), 6),
-                             "n_params": 2 if nw else 100})
-        pd.DataFrame(rows).to_csv(d / "probes.csv", index=False)
-        perm_paths.append(d / "permutation.csv")
-        probe_paths.append(d / "probes.csv")
-    write_summaries(base, {"attention_permutation.csv": perm_paths,
-                           "attention_probes.csv": probe_paths},
-                    {"attention_permutation.csv": out / "attention_permutation.csv",
-                     "attention_probes.csv": out / "attention_probes.csv"})
+    with tempfile.TemporaryDirectory(prefix="attention-cells-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        for cell in base:
+            seed = int(cell.rsplit("seed", 1)[1])
+            d = tmp / cell
+            d.mkdir(parents=True, exist_ok=True)
+            rows = [{"feature": "attn_entropy", "method": m, "ran": True, "n_bins_used": 9,
+                     "max_gap": 0.08 + 0.01 * seed, "weighted_gap": 0.015 + 0.002 * seed,
+                     "p_value": p, "p_value_max": 0.4, "n_perm": N_PERM, "reject": p <= 0.05}
+                    for m, p in (("residualised", 0.3 + 0.1 * seed),
+                                 ("within-bin", 0.01 if seed == 0 else 0.2))]
+            pd.DataFrame(rows).to_csv(d / "permutation.csv", index=False)
+            rows = []
+            for j, probe in enumerate(ATTENTION_PROBES):
+                nw = probe.startswith("nw-")
+                for metric in ("ece", "tertile_ece_attn_entropy", "tertile_ece_attn_entropy_low",
+                               "tertile_ece_attn_entropy_mid", "tertile_ece_attn_entropy_high",
+                               "smooth_ece", "nll", "brier"):
+                    rows.append({"probe": probe, "bandwidth_rule": "cv-nll" if nw else "none",
+                                 "multiplier": 1.0 if nw else np.nan, "metric": metric,
+                                 "value": round(0.02 + 0.001 * j + 0.002 * seed
+                                                + (0.4 if metric in ("nll", "brier") else 0), 6),
+                                 "n_params": 2 if nw else 100})
+            pd.DataFrame(rows).to_csv(d / "probes.csv", index=False)
+            perm_paths.append(d / "permutation.csv")
+            probe_paths.append(d / "probes.csv")
+        write_summaries(base, {"attention_permutation.csv": perm_paths,
+                               "attention_probes.csv": probe_paths},
+                        {"attention_permutation.csv": out / "attention_permutation.csv",
+                         "attention_probes.csv": out / "attention_probes.csv"})

@@ -26,10 +26,12 @@ into a :class:`SourceBank` (sources x tokens x d, fp32), which is then the only 
 keeps; the source is scored there against the folded queries of all its later consumers (gain
 folded into the query) together with its fp32 inverse RMS, and the scores are written into the
 bank's (consumers x sources x tokens) logit table. A consumer reads its logits as one block of that
-table and its sources as the bank's first k; its backward pass is one batched matrix product (the
-weight gradients), the softmax's gradient and two in-place writes into the bank's gradient blocks,
-and saves only the (n, tokens) weights. No per-consumer stack of the sources or of the logits is
-formed or saved, and no autograd node per source and consumer.
+table and its sources as the bank's first k. Its weighted sum, and in the backward pass the dots
+of its sources with the output gradient (the weights' gradients), are each one kernel over the
+bank (an embedding bag of k rows per token, for rows of 128 channels or more); the backward pass
+adds the softmax's gradient and two in-place writes into the bank's gradient blocks, and the
+consumer saves only the (n, tokens) weights. No per-consumer stack of the sources or of the logits
+is formed or saved, and no autograd node per source and consumer.
 
 Precision: the logits, the depth softmax and the weighted sum are computed in float32 (float64
 for float64 sources) whatever the dtype of the sources and whatever autocast is active. Under
@@ -44,11 +46,13 @@ computes them in (bf16 under autocast).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from arcal.routing import RoutingBatch, depth_variance, normalised_entropy, uniform_variance
@@ -82,6 +86,23 @@ def inverse_rms(v: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(torch.linalg.vector_norm(v, dim=-1, dtype=acc).square() / v.shape[-1] + eps)
 
 
+_BAG_MIN_WIDTH = 128  # channels from which the embedding-bag kernels beat k elementwise passes
+_EMBEDDING_BAG_SUM = 0  # the ``mode`` code of "sum" in aten's embedding_bag ops
+
+
+@functools.lru_cache(maxsize=256)
+def _token_bags(n_tokens: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first k sources of a bank as one embedding bag per token.
+
+    Row ``i * n_tokens + t`` of the bank's (sources x tokens, d) view is source i at token t, so
+    token t's bag holds rows ``t, n_tokens + t, ...``. Returns the rows (token-major), the bags'
+    offsets and each row's bag, as ``embedding_bag`` and its per-row-weight gradient take them.
+    """
+    tokens = torch.arange(n_tokens, device=device)
+    rows = (tokens[:, None] + torch.arange(k, device=device) * n_tokens).reshape(-1)
+    return rows, tokens * k, tokens.repeat_interleave(k)
+
+
 class SourceBank:
     """The finished sources of one stream, their logits at every consumer, and the gradients both
     accumulate.
@@ -106,6 +127,7 @@ class SourceBank:
         self.score_grads: torch.Tensor | None = None
         self.backward_task = -1  # autograd graph task of the backward pass the blocks belong to
         self.first = first  # as given, for a consumer whose only source it is
+        self.n_tokens = first[..., 0].numel()
         self.size = 0
 
     def begin_backward(self) -> None:
@@ -123,6 +145,35 @@ class SourceBank:
             self.score_grads = torch.zeros_like(self.scores)
         else:
             self.score_grads.zero_()
+
+    def weighted_sum(self, alpha: torch.Tensor) -> torch.Tensor:
+        """``sum_i alpha_i v_i`` over the first k = len(alpha) sources, alpha (k, ...) in the bank's
+        dtype. For rows of at least ``_BAG_MIN_WIDTH`` channels this is one embedding-bag kernel
+        (a bag of k rows per token), which reads each source once; for narrow rows, where that
+        kernel's per-row cost dominates, k in-place multiply-adds (``bench/ar_overhead.py``)."""
+        k, d = alpha.shape[0], self.values.shape[-1]
+        if d >= _BAG_MIN_WIDTH:
+            rows, offsets, _ = _token_bags(self.n_tokens, k, alpha.device)
+            weights = alpha.reshape(k, -1).t().reshape(-1)
+            return F.embedding_bag(rows, self.values.view(-1, d), offsets, mode="sum",
+                                   per_sample_weights=weights).view(self.first.shape)
+        a = alpha.unsqueeze(-1)
+        out = self.values[0] * a[0]
+        for i in range(1, k):
+            out.addcmul_(self.values[i], a[i])
+        return out
+
+    def dots(self, g: torch.Tensor, k: int) -> torch.Tensor:
+        """``v_i . g`` per token for the first k sources, (k, ...): the gradient of
+        :meth:`weighted_sum` with respect to alpha, by the kernel that suits the width likewise."""
+        d = g.shape[-1]
+        if d >= _BAG_MIN_WIDTH:
+            rows, offsets, bags = _token_bags(self.n_tokens, k, g.device)
+            dots = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                g.reshape(-1, d), self.values.view(-1, d), rows, offsets, bags, _EMBEDDING_BAG_SUM, -1)
+            return dots.view(-1, k).t().reshape(k, *g.shape[:-1])
+        flat = self.values[:k].view(k, -1, d).transpose(0, 1)  # (tokens, k, d)
+        return torch.bmm(flat, g.reshape(-1, d, 1)).view(-1, k).t().view(k, *g.shape[:-1])
 
     def logits(self, consumer: int, partial_logit: torch.Tensor | None) -> torch.Tensor:
         """Consumer ``consumer``'s logits (n, ...): its finished sources', then the partial sum's."""
@@ -180,13 +231,14 @@ class _Scores(torch.autograd.Function):
         with _routing_precision(w):
             gs = gs.to(w.dtype)
             # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps))
-            gv = (gs @ U.to(w.dtype)) * r.unsqueeze(-1)
+            gr = (gs * r.unsqueeze(-1)).reshape(-1, U.shape[0])
+            U_w = U.to(w.dtype)
+            if bank is not None and ctx.index < bank.n_grads:  # plus the weighted sums' gradient
+                gv = torch.addmm(bank.grads[ctx.index].view(-1, d), gr, U_w).view(w.shape)
+            else:
+                gv = (gr @ U_w).view(w.shape)
             gv.addcmul_(w, ((gs * scores).sum(-1) * r.square() / -d).unsqueeze(-1))
-            if bank is not None and ctx.index < bank.n_grads:
-                gv += bank.grads[ctx.index]
-            gU = None
-            if ctx.needs_input_grad[1]:
-                gU = ((gs * r.unsqueeze(-1)).reshape(-1, U.shape[0]).t() @ w.reshape(-1, d)).to(U.dtype)
+            gU = (gr.t() @ w.reshape(-1, d)).to(U.dtype) if ctx.needs_input_grad[1] else None
         return gv.to(ctx.dtype), gU, None, None, None
 
 
@@ -194,12 +246,13 @@ class _Mix(torch.autograd.Function):
     """Consumer ``j``'s depth softmax and weighted sum ``sum_i alpha_i v_i`` over the bank's first
     k sources and an optional partial block sum (with its logit).
 
-    The weights ``alpha`` (n, ...) are fp32 (n = k, plus one for the partial sum), and the sum is
-    accumulated in place in their dtype; only ``alpha`` (and the partial) is saved. The backward
-    pass is one batched matrix product over the bank's block (the weights' gradient), the softmax's
-    gradient, and two in-place writes into the bank: the sources' gradient ``alpha_i g`` and the
-    logits' gradient, which the sources' :class:`_Scores` nodes read. ``markers`` (those nodes'
-    outputs) carry no gradient; they make each source's node wait for all its consumers.
+    The weights ``alpha`` (n, ...) are fp32 (n = k, plus one for the partial sum), and the sum
+    (:meth:`SourceBank.weighted_sum`) is taken in their dtype; only ``alpha`` (and the partial) is
+    saved. The backward pass is the sources' dots with the gradient (:meth:`SourceBank.dots`, the
+    weights' gradient), the softmax's gradient, and two in-place writes into the bank: the sources'
+    gradient ``alpha_i g`` and the logits' gradient, which the sources' :class:`_Scores` nodes read.
+    ``markers`` (those nodes' outputs) carry no gradient; they make each source's node wait for all
+    its consumers.
     """
 
     @staticmethod
@@ -209,12 +262,10 @@ class _Mix(torch.autograd.Function):
         alpha = torch.softmax(bank.logits(j, partial_logit), dim=0)
         if mixer.trace is not None:
             mixer.trace.record(mixer.trace_index, alpha)
-        a = alpha.unsqueeze(-1)
-        out = bank.values[0] * a[0]
-        for i in range(1, k):
-            out.addcmul_(bank.values[i], a[i])
-        if partial is not None:
-            out.addcmul_(partial, a[k])
+        with _routing_precision(alpha):
+            out = bank.weighted_sum(alpha[:k])
+            if partial is not None:
+                out.addcmul_(partial, alpha[k].unsqueeze(-1))
         ctx.bank, ctx.j, ctx.k = bank, j, k
         ctx.save_for_backward(alpha, partial)
         return out
@@ -224,11 +275,9 @@ class _Mix(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         alpha, partial = ctx.saved_tensors
         bank, k = ctx.bank, ctx.k
-        d = grad.shape[-1]
         with _routing_precision(alpha):
             g = grad.to(alpha.dtype)
-            flat = bank.values[:k].view(k, -1, d).transpose(0, 1)  # (tokens, k, d)
-            galpha = torch.bmm(flat, g.reshape(-1, d, 1)).view(-1, k).t().view(k, *g.shape[:-1])
+            galpha = bank.dots(g, k)
             if partial is not None:
                 galpha = torch.cat([galpha, torch.linalg.vecdot(partial.to(g.dtype), g)[None]])
             glogits = alpha * (galpha - (alpha * galpha).sum(0))  # through the softmax
