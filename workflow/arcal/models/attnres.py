@@ -231,14 +231,13 @@ class _Scores(torch.autograd.Function):
         with _routing_precision(w):
             gs = gs.to(w.dtype)
             # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps))
-            gr = (gs * r.unsqueeze(-1)).reshape(-1, U.shape[0])
-            U_w = U.to(w.dtype)
-            if bank is not None and ctx.index < bank.n_grads:  # plus the weighted sums' gradient
-                gv = torch.addmm(bank.grads[ctx.index].view(-1, d), gr, U_w).view(w.shape)
-            else:
-                gv = (gr @ U_w).view(w.shape)
+            gv = (gs @ U.to(w.dtype)) * r.unsqueeze(-1)
             gv.addcmul_(w, ((gs * scores).sum(-1) * r.square() / -d).unsqueeze(-1))
-            gU = (gr.t() @ w.reshape(-1, d)).to(U.dtype) if ctx.needs_input_grad[1] else None
+            if bank is not None and ctx.index < bank.n_grads:
+                gv += bank.grads[ctx.index]
+            gU = None
+            if ctx.needs_input_grad[1]:
+                gU = ((gs * r.unsqueeze(-1)).reshape(-1, U.shape[0]).t() @ w.reshape(-1, d)).to(U.dtype)
         return gv.to(ctx.dtype), gU, None, None, None
 
 
