@@ -20,11 +20,11 @@ import numpy as np
 
 from ._validate import check_int
 from .kernel import nw_kfold_grid
+from .logistic import clip_prob
 
 SCOTT_MULTIPLIERS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 CV_MULTIPLIERS: tuple[float, ...] = tuple(float(0.25 * 2.0 ** (i / 3)) for i in range(13))
 RULES: tuple[str, ...] = ("scott", "cv-nll", "oracle")
-CLIP = 1e-6
 
 
 def scott_factor(n: int, d: int) -> float:
@@ -32,11 +32,6 @@ def scott_factor(n: int, d: int) -> float:
     check_int(n, "n", 1)
     check_int(d, "d", 1)
     return float(n ** (-1.0 / (d + 4)))
-
-
-def clip_prob(p: np.ndarray) -> np.ndarray:
-    """The probes' output guard: clip to [1e-6, 1 - 1e-6]."""
-    return np.clip(p, CLIP, 1.0 - CLIP)
 
 
 def cv_nll_curve(

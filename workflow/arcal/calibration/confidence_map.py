@@ -27,10 +27,9 @@ from scipy.special import expit
 
 from ._validate import as_binary, as_conf, check_int
 from .kernel import kfold_ids
-from .logistic import fit_logistic, logit_conf
+from .logistic import PROB_CLIP, clip_prob, fit_logistic, logit_conf
 
 KNOT_QUANTILES: tuple[float, ...] = (0.05, 0.275, 0.5, 0.725, 0.95)
-CLIP = 1e-6
 RIDGE = 1e-6
 
 
@@ -59,7 +58,7 @@ class ConfidenceMap:
         self.coef_: np.ndarray | None = None
 
     def _design(self, conf: np.ndarray) -> np.ndarray:
-        x = logit_conf(conf, CLIP)
+        x = logit_conf(conf, PROB_CLIP)
         assert self.knots_ is not None
         if self.knots_.size >= 3:
             basis = spline_basis(x, self.knots_)
@@ -76,7 +75,7 @@ class ConfidenceMap:
         used by :func:`cross_fitted_map` to fit the folds from the whole split's solution)."""
         c = as_conf(conf, "conf")
         z = as_binary(correct, "correct", c.shape[0])
-        self.knots_ = (np.unique(np.quantile(logit_conf(c, CLIP), KNOT_QUANTILES))
+        self.knots_ = (np.unique(np.quantile(logit_conf(c, PROB_CLIP), KNOT_QUANTILES))
                        if knots is None else knots)
         design = self._design(c)
         if start is None:  # m(c) = c, a calibrated model, is a close start for real ones
@@ -89,7 +88,7 @@ class ConfidenceMap:
         """m(c) at ``conf``, clipped to [1e-6, 1 - 1e-6] (a separable fit saturates)."""
         if self.coef_ is None:
             raise ValueError("ConfidenceMap: call fit() before predict()")
-        return np.clip(expit(self._design(as_conf(conf, "conf")) @ self.coef_), CLIP, 1.0 - CLIP)
+        return clip_prob(expit(self._design(as_conf(conf, "conf")) @ self.coef_))
 
 
 def cross_fitted_map(

@@ -10,6 +10,16 @@ import numpy as np
 from scipy.special import expit
 
 
+PROB_CLIP = 1e-6
+"""Probabilities are kept in [PROB_CLIP, 1 - PROB_CLIP] where a logit or a log loss is taken of
+them (probe outputs, planted and simulated probabilities, the confidence map's input and output)."""
+
+
+def clip_prob(p: np.ndarray) -> np.ndarray:
+    """``p`` clipped to [PROB_CLIP, 1 - PROB_CLIP]."""
+    return np.clip(p, PROB_CLIP, 1.0 - PROB_CLIP)
+
+
 def logit_conf(conf: np.ndarray, clip: float) -> np.ndarray:
     """logit(c) with c clipped to [clip, 1 - clip] (softmax confidences can be exactly 1)."""
     c = np.clip(conf, clip, 1.0 - clip)

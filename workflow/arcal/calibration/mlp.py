@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._validate import check_int
-from .bandwidth import clip_prob
+from .logistic import clip_prob
 from .inputs import ProbeInputs
 from .probes import Probe
 

@@ -25,9 +25,7 @@ from scipy.special import expit, logit
 from ._validate import as_conf, as_feature, check_int
 from .binning import bin_index
 from .gaps import third_contrast
-
-PROB_CLIP = 1e-6
-
+from .logistic import clip_prob
 
 def within_bin_rank(conf: np.ndarray, feature: np.ndarray, n_bins: int = 15) -> np.ndarray:
     """s = (2 rank - 1) / n_k - 1 of the feature inside each confidence bin (average ranks, so
@@ -58,7 +56,7 @@ def planted_probability(
     if not np.isfinite(d):
         raise ValueError(f"delta: must be finite (logit units), got {delta!r}")
     s = within_bin_rank(c, feature, n_bins)
-    return expit(logit(np.clip(b, PROB_CLIP, 1.0 - PROB_CLIP)) + d * s)
+    return expit(logit(clip_prob(b)) + d * s)
 
 
 def planted_correctness(

@@ -31,7 +31,8 @@ import numpy as np
 from scipy.special import expit, logit, softmax
 
 from .gaps import third_contrast_weights
-from .planted import PROB_CLIP, achieved_effect, planted_probability, within_bin_rank
+from .logistic import clip_prob
+from .planted import achieved_effect, planted_probability, within_bin_rank
 
 SHAPES: tuple[str, ...] = ("gamma1", "gamma2", "gamma3", "overconfident", "underconfident")
 FEATURES: dict[str, float | None] = {"independent": None, "low": 0.05, "medium": 0.02,
@@ -84,7 +85,7 @@ def simulate(
         # achieved_effect(delta) = w @ (p'(delta) - p): weights and ranks computed once
         w = third_contrast_weights(c, r, n_bins, min_bin)
         s = within_bin_rank(c, r, n_bins)
-        lp = logit(np.clip(p, PROB_CLIP, 1.0 - PROB_CLIP))
+        lp = logit(clip_prob(p))
         lo, hi = 0.0, 20.0
         for _ in range(40):
             mid = 0.5 * (lo + hi)
