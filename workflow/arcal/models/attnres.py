@@ -46,7 +46,6 @@ computes them in (bf16 under autocast).
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from typing import Iterator, Sequence
 
@@ -90,19 +89,6 @@ _BAG_MIN_WIDTH = 128  # channels from which the embedding-bag kernels beat k ele
 _EMBEDDING_BAG_SUM = 0  # the ``mode`` code of "sum" in aten's embedding_bag ops
 
 
-@functools.lru_cache(maxsize=256)
-def _token_bags(n_tokens: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first k sources of a bank as one embedding bag per token.
-
-    Row ``i * n_tokens + t`` of the bank's (sources x tokens, d) view is source i at token t, so
-    token t's bag holds rows ``t, n_tokens + t, ...``. Returns the rows (token-major), the bags'
-    offsets and each row's bag, as ``embedding_bag`` and its per-row-weight gradient take them.
-    """
-    tokens = torch.arange(n_tokens, device=device)
-    rows = (tokens[:, None] + torch.arange(k, device=device) * n_tokens).reshape(-1)
-    return rows, tokens * k, tokens.repeat_interleave(k)
-
-
 class SourceBank:
     """The finished sources of one stream, their logits at every consumer, and the gradients both
     accumulate.
@@ -128,6 +114,7 @@ class SourceBank:
         self.backward_task = -1  # autograd graph task of the backward pass the blocks belong to
         self.first = first  # as given, for a consumer whose only source it is
         self.n_tokens = first[..., 0].numel()
+        self._bags: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.size = 0
 
     def begin_backward(self) -> None:
@@ -146,6 +133,18 @@ class SourceBank:
         else:
             self.score_grads.zero_()
 
+    def token_bags(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first k sources as one embedding bag per token: row ``i * n_tokens + t`` of the
+        (sources x tokens, d) view of ``values`` is source i at token t, so token t's bag holds
+        rows ``t, n_tokens + t, ...``. Returns the rows (token-major), the bags' offsets and each
+        row's bag, as ``embedding_bag`` and its per-row-weight gradient take them; made once per
+        bank (a consumer's forward and backward share them) and freed with it."""
+        if k not in self._bags:
+            tokens = torch.arange(self.n_tokens, device=self.values.device)
+            rows = (tokens[:, None] + torch.arange(k, device=tokens.device) * self.n_tokens).reshape(-1)
+            self._bags[k] = rows, tokens * k, tokens.repeat_interleave(k)
+        return self._bags[k]
+
     def weighted_sum(self, alpha: torch.Tensor) -> torch.Tensor:
         """``sum_i alpha_i v_i`` over the first k = len(alpha) sources, alpha (k, ...) in the bank's
         dtype. For rows of at least ``_BAG_MIN_WIDTH`` channels this is one embedding-bag kernel
@@ -153,7 +152,7 @@ class SourceBank:
         kernel's per-row cost dominates, k in-place multiply-adds (``bench/ar_overhead.py``)."""
         k, d = alpha.shape[0], self.values.shape[-1]
         if d >= _BAG_MIN_WIDTH:
-            rows, offsets, _ = _token_bags(self.n_tokens, k, alpha.device)
+            rows, offsets, _ = self.token_bags(k)
             weights = alpha.reshape(k, -1).t().reshape(-1)
             return F.embedding_bag(rows, self.values.view(-1, d), offsets, mode="sum",
                                    per_sample_weights=weights).view(self.first.shape)
@@ -168,7 +167,7 @@ class SourceBank:
         :meth:`weighted_sum` with respect to alpha, by the kernel that suits the width likewise."""
         d = g.shape[-1]
         if d >= _BAG_MIN_WIDTH:
-            rows, offsets, bags = _token_bags(self.n_tokens, k, g.device)
+            rows, offsets, bags = self.token_bags(k)
             dots = torch.ops.aten._embedding_bag_per_sample_weights_backward(
                 g.reshape(-1, d), self.values.view(-1, d), rows, offsets, bags, _EMBEDDING_BAG_SUM, -1)
             return dots.view(-1, k).t().reshape(k, *g.shape[:-1])
