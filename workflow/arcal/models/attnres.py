@@ -37,10 +37,10 @@ Precision: the logits, the depth softmax and the weighted sum are computed in fl
 for float64 sources) whatever the dtype of the sources and whatever autocast is active. Under
 bf16 autocast a matrix product would otherwise be recast to bf16 (logit errors of about 0.04 at
 logits near 4), and the mixing weights are the study's features. The routing's matrix products
-(the logits and their gradients) therefore run with autocast disabled (:func:`_routing_precision`);
-the softmax and the weighted sum are elementwise, which autocast leaves alone, and take fp32
-logits and weights. The sources themselves (the sub-layer outputs) keep the dtype the network
-computes them in (bf16 under autocast).
+(the logits and their gradients) therefore run with autocast disabled (:func:`_routing_precision`),
+and so do the weighted sum and its dots (embedding-bag kernels or elementwise passes); the softmax
+is elementwise, which autocast leaves alone, and takes fp32 logits. The sources themselves (the
+sub-layer outputs) keep the dtype the network computes them in (bf16 under autocast).
 """
 
 from __future__ import annotations
