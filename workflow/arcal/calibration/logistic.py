@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-
 PROB_CLIP = 1e-6
 """Probabilities are kept in [PROB_CLIP, 1 - PROB_CLIP] where a logit or a log loss is taken of
 them (probe outputs, planted and simulated probabilities, the confidence map's input and output)."""

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._validate import check_int
-from .logistic import clip_prob
 from .inputs import ProbeInputs
+from .logistic import clip_prob
 from .probes import Probe
 
 if TYPE_CHECKING:  # torch is imported when an MLP is fitted (it takes ~1.5 s to import)

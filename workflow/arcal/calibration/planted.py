@@ -27,6 +27,7 @@ from .binning import bin_index
 from .gaps import third_contrast
 from .logistic import clip_prob
 
+
 def within_bin_rank(conf: np.ndarray, feature: np.ndarray, n_bins: int = 15) -> np.ndarray:
     """s = (2 rank - 1) / n_k - 1 of the feature inside each confidence bin (average ranks, so
     ties share a value; a constant feature gives 0)."""

@@ -21,7 +21,7 @@ from .bandwidth import CV_MULTIPLIERS, RULES, cv_nll_curve, scott_factor
 from .binning import bin_sums
 from .inputs import ProbeInputs
 from .kernel import nw_predict_grid
-from .logistic import clip_prob, fit_logistic, logit_conf
+from .logistic import PROB_CLIP, clip_prob, fit_logistic, logit_conf
 
 
 class Probe(ABC):
@@ -127,8 +127,7 @@ class LinearConfProbe(Probe):
         train = self._check_inputs(train, "train")
         x, z = logit_conf(train.conf, 1e-12), train.correct
         if z.min() == z.max():
-            rate = float(clip_prob(z[0]))
-            self.coef_ = np.array([np.log(rate) - np.log1p(-rate), 0.0])
+            self.coef_ = np.array([float(logit_conf(z[0], PROB_CLIP)), 0.0])
             return self
         self.coef_ = fit_logistic(np.column_stack([np.ones_like(x), x]), z, max_iter=self.max_iter)
         return self
