@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arcal.routing import RoutingBatch, depth_variance, normalised_entropy, uniform_variance
+from arcal.routing import RoutingBatch, depth_moments, depth_variance, normalised_entropy, uniform_variance
 
 __all__ = [
     "RESIDUALS",
@@ -485,29 +485,31 @@ class RoutingTrace:
         self._n_images: list[int] = []
         self._rows: list[list[torch.Tensor]] = [[] for _ in self.mixers]  # (2 or 3, B) each
         self._alpha_sum: list[torch.Tensor | None] = [None for _ in self.mixers]
-        self._coords: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._depth_moments: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._uniform_var = [uniform_variance(range(m.n_sources)) for m in self.mixers]
 
     def begin_batch(self, n_images: int) -> None:
         """Called by the model at the start of each forward pass."""
         self._n_images.append(int(n_images))
 
-    def _coordinates(self, n: int, device: torch.device) -> torch.Tensor:
+    def _moments(self, n: int, device: torch.device) -> torch.Tensor:
+        """:func:`~arcal.routing.depth_moments` of the depth coordinates 0 .. n-1, made once."""
         key = (n, device)
-        if key not in self._coords:
-            self._coords[key] = torch.arange(n, dtype=torch.float32, device=device)
-        return self._coords[key]
+        if key not in self._depth_moments:
+            self._depth_moments[key] = depth_moments(torch.arange(n, dtype=torch.float32, device=device))
+        return self._depth_moments[key]
 
     @torch.no_grad()
     def record(self, index: int, alpha: torch.Tensor) -> None:
         """Reduce one consumer's weights ``alpha`` (n, B, tokens...) to per-image summaries."""
         a = alpha.detach().float().flatten(2)  # (n, B, T)
         h = normalised_entropy(a)  # per token (B, T), computed once for the mean and the class token
-        v = depth_variance(a, self._coordinates(a.shape[0], a.device)) / self._uniform_var[index]
-        rows = [h.mean(-1), v.mean(-1)]
+        v = depth_variance(a, self._moments(a.shape[0], a.device))
+        rows = torch.stack([h, v]).mean(-1)
+        rows[1] /= self._uniform_var[index]
         if self.cls_index is not None:
-            rows.append(h[:, self.cls_index])
-        self._rows[index].append(torch.stack(rows))
+            rows = torch.cat([rows, h[None, :, self.cls_index]])
+        self._rows[index].append(rows)
         sums = a.mean(-1).sum(-1, dtype=torch.float64)
         self._alpha_sum[index] = sums if self._alpha_sum[index] is None else self._alpha_sum[index] + sums
 
