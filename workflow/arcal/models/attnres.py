@@ -226,17 +226,20 @@ class _Scores(torch.autograd.Function):
             w = bank.values[ctx.index]
             scores = bank.scores[ctx.first:, ctx.index].movedim(0, -1)
             gs = bank.score_grads[ctx.first:, ctx.index].movedim(0, -1)
-        d = w.shape[-1]
+        d, m = w.shape[-1], U.shape[0]
         with _routing_precision(w):
-            gs = gs.to(w.dtype)
-            # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps))
-            gv = (gs @ U.to(w.dtype)) * r.unsqueeze(-1)
-            gv.addcmul_(w, ((gs * scores).sum(-1) * r.square() / -d).unsqueeze(-1))
-            if bank is not None and ctx.index < bank.n_grads:
-                gv += bank.grads[ctx.index]
+            # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps)), with
+            # r applied to the (tokens, m) score gradient rather than to a (tokens, d) product
+            gsr = gs.to(w.dtype) * r.unsqueeze(-1)
+            if bank is not None and ctx.index < bank.n_grads:  # plus the weighted sums' gradient
+                gv = torch.addmm(bank.grads[ctx.index].reshape(-1, d), gsr.reshape(-1, m), U.to(w.dtype))
+                gv = gv.view(w.shape)
+            else:
+                gv = gsr @ U.to(w.dtype)
+            gv.addcmul_(w, (torch.linalg.vecdot(gsr, scores) * r / -d).unsqueeze(-1))
             gU = None
             if ctx.needs_input_grad[1]:
-                gU = ((gs * r.unsqueeze(-1)).reshape(-1, U.shape[0]).t() @ w.reshape(-1, d)).to(U.dtype)
+                gU = (gsr.reshape(-1, m).t() @ w.reshape(-1, d)).to(U.dtype)
         return gv.to(ctx.dtype), gU, None, None, None
 
 
