@@ -230,12 +230,11 @@ class _Scores(torch.autograd.Function):
         with _routing_precision(w):
             # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps)), with
             # r applied to the (tokens, m) score gradient rather than to a (tokens, d) product
-            gsr = gs.to(w.dtype) * r.unsqueeze(-1)
+            gsr, Uw = gs.to(w.dtype) * r.unsqueeze(-1), U.to(w.dtype)
             if bank is not None and ctx.index < bank.n_grads:  # plus the weighted sums' gradient
-                gv = torch.addmm(bank.grads[ctx.index].reshape(-1, d), gsr.reshape(-1, m), U.to(w.dtype))
-                gv = gv.view(w.shape)
+                gv = torch.addmm(bank.grads[ctx.index].reshape(-1, d), gsr.reshape(-1, m), Uw).view(w.shape)
             else:
-                gv = gsr @ U.to(w.dtype)
+                gv = gsr @ Uw
             gv.addcmul_(w, (torch.linalg.vecdot(gsr, scores) * r / -d).unsqueeze(-1))
             gU = None
             if ctx.needs_input_grad[1]:
