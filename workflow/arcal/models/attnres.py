@@ -174,6 +174,19 @@ class SourceBank:
         flat = self.values[:k].view(k, -1, d).transpose(0, 1)  # (tokens, k, d)
         return torch.bmm(flat, g.reshape(-1, d, 1)).view(-1, k).t().view(k, *g.shape[:-1])
 
+    def accumulate_grads(self, alpha: torch.Tensor, g: torch.Tensor) -> None:
+        """Add ``alpha_i g`` to the gradient block of each of the first k = len(alpha) sources: the
+        weighted sum's gradient with respect to them. The first consumer (in backward order) to
+        reach a source writes its block, the later ones add to it, so the blocks are never zeroed;
+        k elementwise passes in one in-place op."""
+        k = alpha.shape[0]
+        a = alpha.unsqueeze(-1)
+        held = min(self.n_grads, k)  # sources whose gradient block already holds a sum
+        self.grads[:held].addcmul_(a[:held], g)
+        if k > held:
+            torch.mul(a[held:k], g, out=self.grads[held:k])
+            self.n_grads = k
+
     def logits(self, consumer: int, partial_logit: torch.Tensor | None) -> torch.Tensor:
         """Consumer ``consumer``'s logits (n, ...): its finished sources', then the partial sum's."""
         logits = self.scores[consumer, : self.size]
@@ -282,16 +295,11 @@ class _Mix(torch.autograd.Function):
                 galpha = torch.cat([galpha, torch.linalg.vecdot(partial.to(g.dtype), g)[None]])
             glogits = alpha * (galpha - (alpha * galpha).sum(0))  # through the softmax
             bank.begin_backward()
-            a = alpha.unsqueeze(-1)
-            held = min(bank.n_grads, k)  # sources whose gradient block already holds a sum
-            bank.grads[:held].addcmul_(a[:held], g)
-            if k > held:  # the first consumer (in backward order) to reach these sources writes
-                torch.mul(a[held:k], g, out=bank.grads[held:k])
-                bank.n_grads = k
+            bank.accumulate_grads(alpha[:k], g)
             bank.score_grads[ctx.j, :k] = glogits[:k]
             gpartial = gpartial_logit = None
             if partial is not None:
-                gpartial, gpartial_logit = (g * a[k]).to(partial.dtype), glogits[k]
+                gpartial, gpartial_logit = (g * alpha[k].unsqueeze(-1)).to(partial.dtype), glogits[k]
         return (None, None, gpartial, gpartial_logit, None) + (None,) * (len(ctx.needs_input_grad) - 5)
 
 
