@@ -70,14 +70,21 @@ def measure(substrate: str, img_size: int, in_chans: int, batch: int, rounds: in
     return {**train, **evals}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+def timing_args(doc: str, rounds: int) -> argparse.Namespace:
+    """``--rounds`` and ``--threads`` of a step-timing benchmark; sets the threads and prints the
+    run's header line."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds, median")
+    return args
+
+
+def main() -> None:
+    args = timing_args(__doc__, 7)
     results = {}
     for name, sub, size, chans, kw in (("vit_demo", "vit_demo", 28, 1, {}),
                                        ("deit_s", "deit_s", 32, 3, {"patch_size": 4})):

@@ -19,14 +19,13 @@ The last line is ``full_ratio=<x> without_pair_work_ratio=<y> pair_share=<x - y>
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from typing import Callable
 from unittest import mock
 
 import torch
 
-from ar_overhead import _train_step, interleaved_medians
+from ar_overhead import _train_step, interleaved_medians, timing_args
 from arcal.models import create_model
 from arcal.models.attnres import SourceBank
 
@@ -60,13 +59,7 @@ def _inside(context: Callable[[], contextlib.AbstractContextManager], step: Call
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds, median")
+    args = timing_args(__doc__, 15)
     torch.manual_seed(0)
     x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
     baseline, full = (create_model("deit_s", v, 10, 32, 3, patch_size=4).train() for v in ("baseline", "full"))

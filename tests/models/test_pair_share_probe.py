@@ -1,0 +1,42 @@
+"""bench/ar_pair_share.py's timing probe: its stand-ins replace exactly the source bank's pair
+kernels while its context is open (so the probe still times a runnable Full step), and the real
+kernels come back when it closes."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from arcal.models import create_model
+from arcal.models.attnres import SourceBank
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from ar_pair_share import without_pair_work  # noqa: E402
+
+PAIR_KERNELS = ("weighted_sum", "dots", "accumulate_grads")
+
+
+def _step(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    out.square().sum().backward()
+    return out.detach(), model.attnres[-1].query.grad.clone()
+
+
+def test_stand_ins_replace_the_pair_kernels_and_are_undone():
+    real = {name: getattr(SourceBank, name) for name in PAIR_KERNELS}
+    torch.manual_seed(0)
+    model = create_model("vit_tiny", "full", 10, 28, 1).train()
+    for m in model.attnres:  # non-zero queries, so the mixing weights are not uniform
+        torch.nn.init.normal_(m.query, std=0.5)
+    x = torch.randn(4, 1, 28, 28)
+    before = _step(model, x)
+    with without_pair_work():
+        assert all(getattr(SourceBank, name) is not real[name] for name in PAIR_KERNELS)
+        probed = _step(model, x)
+    assert all(getattr(SourceBank, name) is real[name] for name in PAIR_KERNELS)
+    after = _step(model, x)
+    torch.testing.assert_close(after[0], before[0])
+    torch.testing.assert_close(after[1], before[1])
+    assert torch.isfinite(probed[0]).all() and torch.isfinite(probed[1]).all()
+    assert not torch.allclose(probed[0], before[0])
