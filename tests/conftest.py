@@ -87,3 +87,11 @@ def _job_counts(output: str) -> dict[str, int]:
 def job_counts():
     """Parse Snakemake's 'Job stats' table: ``job_counts(stdout) -> {rule: count}``."""
     return _job_counts
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that start a real Slurm cluster last. Once they have installed Slurm's client
+    and stopped its controller, every `snakemake` start waits about 9 s for `scontrol show config`
+    (the Slurm executor plugin asks when Snakemake loads it; README, "Trying it locally"), so on
+    a fresh machine each Snakemake run of the tests collected after them would pay that wait."""
+    items.sort(key=lambda item: item.path.name == "test_local_cluster.py")  # stable: others keep order
