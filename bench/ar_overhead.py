@@ -70,10 +70,10 @@ def measure(substrate: str, img_size: int, in_chans: int, batch: int, rounds: in
     return {**train, **evals}
 
 
-def timing_args(doc: str, rounds: int) -> argparse.Namespace:
-    """``--rounds`` and ``--threads`` of a step-timing benchmark; sets the threads and prints the
-    run's header line."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+def timing_args(doc: str, rounds: int, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """``--rounds`` and ``--threads`` of a step-timing benchmark, added to ``parser`` (which may
+    hold the script's own options); sets the threads and prints the run's header line."""
+    parser = parser or argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     args = parser.parse_args()

@@ -6,21 +6,28 @@ gradient block (:class:`arcal.models.attnres.SourceBank`, docs/attnres.md, "Memo
 The rest is per source or per consumer: copying a source into the bank, its RMS and scores and
 their gradients, the softmax, and the cost of each operation.
 
-Times, in interleaved rounds (``bench/ar_overhead.py``), the DeiT-S training step at 32x32, batch
-32, CPU, fp32, of the baseline, of Full AttnRes, and of Full AttnRes with those three bank kernels
-replaced by stand-ins that touch one source per consumer instead of k. The stand-ins make the
-model's outputs and gradients wrong: this is a timing probe, and nothing else uses them. Their
-ratio is the floor the rest of the routing leaves; the difference of the two ratios is the most
-any faster pair kernel could gain.
+Times, in interleaved rounds (``bench/ar_overhead.py``), the training step of the baseline, of
+Full AttnRes, of Full AttnRes with each of those three bank kernels replaced by a stand-in that
+touches one source per consumer instead of k, and of Full AttnRes with all three replaced. The
+stand-ins make the model's outputs and gradients wrong: this is a timing probe, and nothing else
+uses them. The ratio with all three replaced is the floor the rest of the routing leaves; its
+difference from the Full ratio is the most any faster pair kernel could gain, and each kernel's
+share is the Full ratio less the ratio without that kernel alone.
 
-Usage: python bench/ar_pair_share.py [--rounds 15] [--threads N]
-The last line is ``full_ratio=<x> without_pair_work_ratio=<y> pair_share=<x - y>``.
+``--substrate deit_s`` (default): DeiT-S at 32x32x3, patch 4, batch 32, the model of
+``bench/ar_overhead.py``'s targets. ``--substrate vit_demo``: the demo ViT at 28x28x1, batch 64,
+as the demo trains it (with ``--threads 1``, as each demo training job runs).
+
+Usage: python bench/ar_pair_share.py [--substrate deit_s] [--rounds 25] [--threads N]
+The last line is ``full_ratio=<x> without_pair_work_ratio=<y> pair_share=<x - y>
+weighted_sum_share=<a> dots_share=<b> accumulate_grads_share=<c>``.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-from typing import Callable
+from typing import Callable, Sequence
 from unittest import mock
 
 import torch
@@ -42,12 +49,18 @@ def _no_accumulation(bank: SourceBank, alpha: torch.Tensor, g: torch.Tensor) -> 
     return None
 
 
-def without_pair_work() -> contextlib.ExitStack:
-    """The bank's three pair kernels swapped for the stand-ins while the context is open."""
+PAIR_KERNELS = {"weighted_sum": _one_source_sum, "dots": _no_dots, "accumulate_grads": _no_accumulation}
+
+# substrate: ((channels, height, width), batch, model overrides) of the timed step
+INPUTS = {"deit_s": ((3, 32, 32), 32, {"patch_size": 4}), "vit_demo": ((1, 28, 28), 64, {})}
+
+
+def without_pair_work(kernels: Sequence[str] = tuple(PAIR_KERNELS)) -> contextlib.ExitStack:
+    """The named bank pair kernels (all three by default) swapped for their stand-ins while the
+    context is open."""
     stack = contextlib.ExitStack()
-    for name, stand_in in (("weighted_sum", _one_source_sum), ("dots", _no_dots),
-                           ("accumulate_grads", _no_accumulation)):
-        stack.enter_context(mock.patch.object(SourceBank, name, stand_in))
+    for name in kernels:
+        stack.enter_context(mock.patch.object(SourceBank, name, PAIR_KERNELS[name]))
     return stack
 
 
@@ -59,19 +72,25 @@ def _inside(context: Callable[[], contextlib.AbstractContextManager], step: Call
 
 
 def main() -> None:
-    args = timing_args(__doc__, 15)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--substrate", choices=sorted(INPUTS), default="deit_s")
+    args = timing_args(__doc__, 25, parser)
+    (chans, size, _), batch, overrides = INPUTS[args.substrate]
     torch.manual_seed(0)
-    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
-    baseline, full = (create_model("deit_s", v, 10, 32, 3, patch_size=4).train() for v in ("baseline", "full"))
-    t = interleaved_medians({
-        "baseline": _train_step(baseline, x, y),
-        "full": _train_step(full, x, y),
-        "without_pair_work": _inside(without_pair_work, _train_step(full, x, y)),
-    }, args.rounds)
-    full_ratio, floor = t["full"] / t["baseline"], t["without_pair_work"] / t["baseline"]
-    print(f"deit_s: train baseline {t['baseline'] * 1e3:.1f} ms, full {t['full'] * 1e3:.1f} ms, full "
-          f"without pair work {t['without_pair_work'] * 1e3:.1f} ms")
-    print(f"full_ratio={full_ratio:.3f} without_pair_work_ratio={floor:.3f} pair_share={full_ratio - floor:.3f}")
+    x, y = torch.randn(batch, chans, size, size), torch.randint(0, 10, (batch,))
+    baseline, full = (create_model(args.substrate, v, 10, size, chans, **overrides).train()
+                      for v in ("baseline", "full"))
+    steps = {"baseline": _train_step(baseline, x, y), "full": _train_step(full, x, y)}
+    for name in PAIR_KERNELS:
+        steps[f"without_{name}"] = _inside(lambda name=name: without_pair_work([name]), _train_step(full, x, y))
+    steps["without_pair_work"] = _inside(without_pair_work, _train_step(full, x, y))
+    t = interleaved_medians(steps, args.rounds)
+    ratio = {name: seconds / t["baseline"] for name, seconds in t.items()}
+    print(f"{args.substrate}, batch {batch}: train baseline {t['baseline'] * 1e3:.1f} ms, full "
+          f"{t['full'] * 1e3:.1f} ms, full without pair work {t['without_pair_work'] * 1e3:.1f} ms")
+    shares = " ".join(f"{name}_share={ratio['full'] - ratio[f'without_{name}']:.3f}" for name in PAIR_KERNELS)
+    print(f"full_ratio={ratio['full']:.3f} without_pair_work_ratio={ratio['without_pair_work']:.3f} "
+          f"pair_share={ratio['full'] - ratio['without_pair_work']:.3f} {shares}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """bench/ar_pair_share.py's timing probe: its stand-ins replace exactly the source bank's pair
-kernels while its context is open (so the probe still times a runnable Full step), and the real
-kernels come back when it closes."""
+kernels it is asked to replace while its context is open (so the probe still times a runnable
+Full step), and the real kernels come back when it closes."""
 
 import sys
 from pathlib import Path
@@ -11,9 +11,7 @@ from arcal.models import create_model
 from arcal.models.attnres import SourceBank
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from ar_pair_share import without_pair_work  # noqa: E402
-
-PAIR_KERNELS = ("weighted_sum", "dots", "accumulate_grads")
+from ar_pair_share import PAIR_KERNELS, without_pair_work  # noqa: E402
 
 
 def _step(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,3 +38,13 @@ def test_stand_ins_replace_the_pair_kernels_and_are_undone():
     torch.testing.assert_close(after[1], before[1])
     assert torch.isfinite(probed[0]).all() and torch.isfinite(probed[1]).all()
     assert not torch.allclose(probed[0], before[0])
+
+
+def test_one_kernel_at_a_time_leaves_the_others_real():
+    real = {name: getattr(SourceBank, name) for name in PAIR_KERNELS}
+    assert set(real) == {"weighted_sum", "dots", "accumulate_grads"}
+    for name in PAIR_KERNELS:
+        with without_pair_work([name]):
+            assert getattr(SourceBank, name) is PAIR_KERNELS[name]
+            assert all(getattr(SourceBank, other) is real[other] for other in PAIR_KERNELS if other != name)
+        assert getattr(SourceBank, name) is real[name]
