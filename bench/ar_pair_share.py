@@ -14,6 +14,9 @@ uses them. The ratio with all three replaced is the floor the rest of the routin
 difference from the Full ratio is the most any faster pair kernel could gain, and each kernel's
 share is the Full ratio less the ratio without that kernel alone.
 
+It then times the real kernels' own calls inside the Full step, and one step's calls replayed
+alone (:func:`kernel_seconds`): a kernel's cost in the model against what its microbenchmark sees.
+
 ``--substrate deit_s`` (default): DeiT-S at 32x32x3, patch 4, batch 32, the model of
 ``bench/ar_overhead.py``'s targets. ``--substrate vit_demo``: the demo ViT at 28x28x1, batch 64,
 as the demo trains it (with ``--threads 1``, as each demo training job runs).
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import time
 from typing import Callable, Sequence
 from unittest import mock
 
@@ -71,6 +75,40 @@ def _inside(context: Callable[[], contextlib.AbstractContextManager], step: Call
     return run
 
 
+def kernel_seconds(step: Callable[[], None], rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per Full step that each real pair kernel takes where it runs, inside the step (each
+    call timed), and that one step's calls take replayed alone, each repeated until its data is in
+    cache: what a microbenchmark of the kernel would see. The stand-in shares above also hold
+    whatever a kernel costs the operations around it; these hold only the kernels' own calls."""
+    real = {name: getattr(SourceBank, name) for name in PAIR_KERNELS}
+    inside = dict.fromkeys(PAIR_KERNELS, 0.0)
+    calls: list[tuple[str, SourceBank, tuple]] = []
+
+    def timed(name: str) -> Callable:
+        def run(bank: SourceBank, *args):
+            t0 = time.perf_counter()
+            out = real[name](bank, *args)
+            inside[name] += time.perf_counter() - t0
+            calls.append((name, bank, args))
+            return out
+        return run
+
+    with contextlib.ExitStack() as stack:
+        for name in PAIR_KERNELS:
+            stack.enter_context(mock.patch.object(SourceBank, name, timed(name)))
+        for _ in range(rounds):
+            calls.clear()  # keep one step's calls (and banks) for the replay
+            step()
+    alone = dict.fromkeys(PAIR_KERNELS, 0.0)
+    for name, bank, args in calls:
+        real[name](bank, *args)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            real[name](bank, *args)
+        alone[name] += (time.perf_counter() - t0) / 3
+    return {name: seconds / rounds for name, seconds in inside.items()}, alone
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--substrate", choices=sorted(INPUTS), default="deit_s")
@@ -88,6 +126,10 @@ def main() -> None:
     ratio = {name: seconds / t["baseline"] for name, seconds in t.items()}
     print(f"{args.substrate}, batch {batch}: train baseline {t['baseline'] * 1e3:.1f} ms, full "
           f"{t['full'] * 1e3:.1f} ms, full without pair work {t['without_pair_work'] * 1e3:.1f} ms")
+    inside, alone = kernel_seconds(steps["full"], 5)
+    print("pair kernels per Full step, inside the step / their calls alone: " + ", ".join(
+        f"{name} {inside[name] * 1e3:.1f} / {alone[name] * 1e3:.1f} ms" for name in PAIR_KERNELS)
+        + f"; {sum(inside.values()) / sum(alone.values()):.2f} times as long inside")
     shares = " ".join(f"{name}_share={ratio['full'] - ratio[f'without_{name}']:.3f}" for name in PAIR_KERNELS)
     print(f"full_ratio={ratio['full']:.3f} without_pair_work_ratio={ratio['without_pair_work']:.3f} "
           f"pair_share={ratio['full'] - ratio['without_pair_work']:.3f} {shares}")

@@ -11,7 +11,7 @@ from arcal.models import create_model
 from arcal.models.attnres import SourceBank
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from ar_pair_share import PAIR_KERNELS, without_pair_work  # noqa: E402
+from ar_pair_share import PAIR_KERNELS, kernel_seconds, without_pair_work  # noqa: E402
 
 
 def _step(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,3 +48,16 @@ def test_one_kernel_at_a_time_leaves_the_others_real():
             assert getattr(SourceBank, name) is PAIR_KERNELS[name]
             assert all(getattr(SourceBank, other) is real[other] for other in PAIR_KERNELS if other != name)
         assert getattr(SourceBank, name) is real[name]
+
+
+def test_kernel_timing_times_every_kernel_and_restores_them():
+    real = {name: getattr(SourceBank, name) for name in PAIR_KERNELS}
+    torch.manual_seed(0)
+    model = create_model("vit_tiny", "full", 10, 28, 1).train()
+    x = torch.randn(4, 1, 28, 28)
+    before = _step(model, x)
+    inside, alone = kernel_seconds(lambda: _step(model, x), rounds=2)
+    assert set(inside) == set(alone) == set(PAIR_KERNELS)
+    assert all(inside[name] > 0 and alone[name] > 0 for name in PAIR_KERNELS)
+    assert all(getattr(SourceBank, name) is real[name] for name in PAIR_KERNELS)
+    torch.testing.assert_close(_step(model, x)[1], before[1])
