@@ -53,18 +53,20 @@ def _no_accumulation(bank: SourceBank, alpha: torch.Tensor, g: torch.Tensor) -> 
     return None
 
 
-PAIR_KERNELS = {"weighted_sum": _one_source_sum, "dots": _no_dots, "accumulate_grads": _no_accumulation}
+# pair kernel (a SourceBank method) -> its stand-in
+STAND_INS = {"weighted_sum": _one_source_sum, "dots": _no_dots, "accumulate_grads": _no_accumulation}
+PAIR_KERNELS = tuple(STAND_INS)
 
 # substrate: ((channels, height, width), batch, model overrides) of the timed step
 INPUTS = {"deit_s": ((3, 32, 32), 32, {"patch_size": 4}), "vit_demo": ((1, 28, 28), 64, {})}
 
 
-def without_pair_work(kernels: Sequence[str] = tuple(PAIR_KERNELS)) -> contextlib.ExitStack:
+def without_pair_work(kernels: Sequence[str] = PAIR_KERNELS) -> contextlib.ExitStack:
     """The named bank pair kernels (all three by default) swapped for their stand-ins while the
     context is open."""
     stack = contextlib.ExitStack()
     for name in kernels:
-        stack.enter_context(mock.patch.object(SourceBank, name, PAIR_KERNELS[name]))
+        stack.enter_context(mock.patch.object(SourceBank, name, STAND_INS[name]))
     return stack
 
 
@@ -77,9 +79,10 @@ def _inside(context: Callable[[], contextlib.AbstractContextManager], step: Call
 
 def kernel_seconds(step: Callable[[], None], rounds: int) -> tuple[dict[str, float], dict[str, float]]:
     """Seconds per Full step that each real pair kernel takes where it runs, inside the step (each
-    call timed), and that one step's calls take replayed alone, each repeated until its data is in
-    cache: what a microbenchmark of the kernel would see. The stand-in shares above also hold
-    whatever a kernel costs the operations around it; these hold only the kernels' own calls."""
+    call timed), and that one step's calls take replayed alone, each run once to bring its data
+    into cache and then timed over three repeats: what a microbenchmark of the kernel would see.
+    The stand-in shares of :func:`main` also hold whatever a kernel costs the operations around
+    it; these hold only the kernels' own calls."""
     real = {name: getattr(SourceBank, name) for name in PAIR_KERNELS}
     inside = dict.fromkeys(PAIR_KERNELS, 0.0)
     calls: list[tuple[str, SourceBank, tuple]] = []
