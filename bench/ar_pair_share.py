@@ -61,13 +61,18 @@ PAIR_KERNELS = tuple(STAND_INS)
 INPUTS = {"deit_s": ((3, 32, 32), 32, {"patch_size": 4}), "vit_demo": ((1, 28, 28), 64, {})}
 
 
+def _patched(replacements: dict[str, Callable]) -> contextlib.ExitStack:
+    """The named SourceBank methods replaced while the context is open."""
+    stack = contextlib.ExitStack()
+    for name, replacement in replacements.items():
+        stack.enter_context(mock.patch.object(SourceBank, name, replacement))
+    return stack
+
+
 def without_pair_work(kernels: Sequence[str] = PAIR_KERNELS) -> contextlib.ExitStack:
     """The named bank pair kernels (all three by default) swapped for their stand-ins while the
     context is open."""
-    stack = contextlib.ExitStack()
-    for name in kernels:
-        stack.enter_context(mock.patch.object(SourceBank, name, STAND_INS[name]))
-    return stack
+    return _patched({name: STAND_INS[name] for name in kernels})
 
 
 def _inside(context: Callable[[], contextlib.AbstractContextManager], step: Callable[[], None]) -> Callable[[], None]:
@@ -96,9 +101,7 @@ def kernel_seconds(step: Callable[[], None], rounds: int) -> tuple[dict[str, flo
             return out
         return run
 
-    with contextlib.ExitStack() as stack:
-        for name in PAIR_KERNELS:
-            stack.enter_context(mock.patch.object(SourceBank, name, timed(name)))
+    with _patched({name: timed(name) for name in PAIR_KERNELS}):
         for _ in range(rounds):
             calls.clear()  # keep one step's calls (and banks) for the replay
             step()
