@@ -52,7 +52,7 @@ else
   fi
 fi
 
-apt_packages=(dataset-fashion-mnist latexmk texlive-latex-base texlive-latex-recommended
+apt_packages=(gcc dataset-fashion-mnist latexmk texlive-latex-base texlive-latex-recommended
   texlive-fonts-recommended)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -1,16 +1,18 @@
 """How much of the Full AttnRes training step's overhead is pair work, and how much is the rest.
 
 Pair work is what every (consumer, source) pair costs: a consumer's weighted sum over its k
-sources, their dots with its output gradient, and adding ``alpha_i g`` into each source's
-gradient block (:class:`arcal.models.attnres.SourceBank`, docs/attnres.md, "Memory and speed").
-The rest is per source or per consumer: copying a source into the bank, its RMS and scores and
-their gradients, the softmax, and the cost of each operation.
+sources, and in the backward pass a source's reading of the output gradients of the m consumers
+that read it, for its gradient and its logits' gradients (:class:`arcal.models.attnres.SourceBank`,
+docs/attnres.md, "Memory and speed"). The rest is per source or per consumer: copying a source
+into the bank, its RMS and scores and their gradients, the softmax, recording a consumer's
+gradient, and the cost of each operation.
 
 Times, in interleaved rounds (``bench/ar_overhead.py``), the training step of the baseline, of
-Full AttnRes, of Full AttnRes with each of those three bank kernels replaced by a stand-in that
-touches one source per consumer instead of k, and of Full AttnRes with all three replaced. The
+Full AttnRes, of Full AttnRes with each of those two bank kernels replaced by a stand-in that
+touches one source per consumer (one consumer per source) instead of k (m), and of Full AttnRes
+with both replaced. The
 stand-ins make the model's outputs and gradients wrong: this is a timing probe, and nothing else
-uses them. The ratio with all three replaced is the floor the rest of the routing leaves; its
+uses them. The ratio with both replaced is the floor the rest of the routing leaves; its
 difference from the Full ratio is the most any faster pair kernel could gain, and each kernel's
 share is the Full ratio less the ratio without that kernel alone.
 
@@ -23,7 +25,7 @@ as the demo trains it (with ``--threads 1``, as each demo training job runs).
 
 Usage: python bench/ar_pair_share.py [--substrate deit_s] [--rounds 25] [--threads N]
 The last line is ``full_ratio=<x> without_pair_work_ratio=<y> pair_share=<x - y>
-weighted_sum_share=<a> dots_share=<b> accumulate_grads_share=<c>``.
+weighted_sum_share=<a> source_grads_share=<b>``.
 """
 
 from __future__ import annotations
@@ -45,16 +47,13 @@ def _one_source_sum(bank: SourceBank, alpha: torch.Tensor) -> torch.Tensor:
     return bank.values[alpha.shape[0] - 1] * alpha[-1].unsqueeze(-1)
 
 
-def _no_dots(bank: SourceBank, g: torch.Tensor, k: int) -> torch.Tensor:
-    return g.new_zeros((k, *g.shape[:-1]))
-
-
-def _no_accumulation(bank: SourceBank, alpha: torch.Tensor, g: torch.Tensor) -> None:
-    return None
+def _one_consumer_grads(bank: SourceBank, index: int, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    weights = bank.weights[first:, index]
+    return bank.out_grads[first] * weights[0].unsqueeze(-1), torch.zeros_like(weights)
 
 
 # pair kernel (a SourceBank method) -> its stand-in
-STAND_INS = {"weighted_sum": _one_source_sum, "dots": _no_dots, "accumulate_grads": _no_accumulation}
+STAND_INS = {"weighted_sum": _one_source_sum, "source_grads": _one_consumer_grads}
 PAIR_KERNELS = tuple(STAND_INS)
 
 # substrate: ((channels, height, width), batch, model overrides) of the timed step
@@ -70,7 +69,7 @@ def _patched(replacements: dict[str, Callable]) -> contextlib.ExitStack:
 
 
 def without_pair_work(kernels: Sequence[str] = PAIR_KERNELS) -> contextlib.ExitStack:
-    """The named bank pair kernels (all three by default) swapped for their stand-ins while the
+    """The named bank pair kernels (both by default) swapped for their stand-ins while the
     context is open."""
     return _patched({name: STAND_INS[name] for name in kernels})
 

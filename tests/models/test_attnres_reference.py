@@ -13,18 +13,18 @@ import math
 import pytest
 import torch
 
-from arcal.models import attnres, create_model, routing_capture
+from arcal.models import create_model, pair_kernel, routing_capture
 from arcal.models.attnres import DepthMixer, DepthStream, consumer_source_counts, inverse_rms
 
 EPS = 1e-6
 
 
-@pytest.fixture(params=["embedding-bag", "elementwise"])
+@pytest.fixture(params=pair_kernel.KERNELS)
 def mixing_kernel(request, monkeypatch):
-    """Each of the two ways a source bank sums its sources and takes their dots with a gradient:
-    embedding-bag kernels for rows of at least ``_BAG_MIN_WIDTH`` channels, elementwise passes
-    below. The test models are narrower than the threshold, so it is moved to select each."""
-    monkeypatch.setattr(attnres, "_BAG_MIN_WIDTH", 0 if request.param == "embedding-bag" else 1 << 30)
+    """Each of the two ways a source bank sums its sources and forms their gradients: the C
+    kernels (the CPU's default) and PyTorch's embedding-bag kernels (a GPU's, and the CPU's with
+    ``ARCAL_PAIR_KERNEL=torch``)."""
+    monkeypatch.setattr(pair_kernel, "KERNEL", request.param)
     return request.param
 
 

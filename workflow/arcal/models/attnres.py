@@ -26,19 +26,20 @@ into a :class:`SourceBank` (sources x tokens x d, fp32), which is then the only 
 keeps; the source is scored there against the folded queries of all its later consumers (gain
 folded into the query) together with its fp32 inverse RMS, and the scores are written into the
 bank's (consumers x sources x tokens) logit table. A consumer reads its logits as one block of that
-table and its sources as the bank's first k. Its weighted sum, and in the backward pass the dots
-of its sources with the output gradient (the weights' gradients), are each one kernel over the
-bank (an embedding bag of k rows per token, for rows of 128 channels or more); the backward pass
-adds the softmax's gradient and two in-place writes into the bank's gradient blocks, and the
-consumer saves only the (n, tokens) weights. No per-consumer stack of the sources or of the logits
-is formed or saved, and no autograd node per source and consumer.
+table and its sources as the bank's first k, and its weighted sum reads each source once (a C
+kernel on the CPU, :mod:`arcal.models.pair_kernel`; an embedding bag elsewhere). In the backward
+pass a consumer only records its output gradient, weights and ``out . g`` in the bank; each
+source's node, after all its consumers, then forms its gradient through their weighted sums and
+its logits' gradients through their softmaxes from one read of each consumer's gradient. A
+consumer saves its (n, tokens) weights and its output. No per-consumer stack of the sources or of
+the logits is formed or saved, and no autograd node per source and consumer.
 
 Precision: the logits, the depth softmax and the weighted sum are computed in float32 (float64
 for float64 sources) whatever the dtype of the sources and whatever autocast is active. Under
 bf16 autocast a matrix product would otherwise be recast to bf16 (logit errors of about 0.04 at
 logits near 4), and the mixing weights are the study's features. The routing's matrix products
 (the logits and their gradients) therefore run with autocast disabled (:func:`_routing_precision`),
-and so do the weighted sum and its dots (embedding-bag kernels or elementwise passes); the softmax
+and so do the weighted sum and the sources' gradients; the softmax
 is elementwise, which autocast leaves alone, and takes fp32 logits. The sources themselves (the
 sub-layer outputs) keep the dtype the network computes them in (bf16 under autocast).
 """
@@ -54,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arcal.models import pair_kernel
 from arcal.routing import RoutingBatch, depth_moments, depth_variance, normalised_entropy, uniform_variance
 
 __all__ = [
@@ -85,60 +87,71 @@ def inverse_rms(v: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(torch.linalg.vector_norm(v, dim=-1, dtype=acc).square() / v.shape[-1] + eps)
 
 
-_BAG_MIN_WIDTH = 128  # channels from which the embedding-bag kernels beat k elementwise passes
 _EMBEDDING_BAG_SUM = 0  # the ``mode`` code of "sum" in aten's embedding_bag ops
 
 
 class SourceBank:
-    """The finished sources of one stream, their logits at every consumer, and the gradients both
-    accumulate.
+    """The finished sources of one stream, their logits at every consumer, and what the backward
+    pass needs of each consumer to give each source its gradient in one step.
 
     ``values`` is (n, ..., d) in fp32 (float64 for float64 sources), source i in ``values[i]``, so
     the first k sources of a consumer are one contiguous block. ``scores`` is (m, n, ...) for the
     stream's m consumers: ``scores[j, i]`` is the logit of source i at consumer j, written when
     source i is scored against all its later consumers, so consumer j reads its logits as the
-    contiguous block ``scores[j, :k]``. ``grads`` and ``score_grads`` (the same shapes, made by the
-    first backward, started afresh by each backward pass) gather in place each source's gradient
-    from the weighted sums and its logits' gradients from every consumer; ``grads`` is written,
-    not zeroed, where a consumer first reaches a source. The source's own node turns them into its
-    gradient (docs/attnres.md, "Memory and speed"). No autograd node per source and consumer.
+    contiguous block ``scores[j, :k]``.
+
+    The backward pass runs the consumers first, each only recording itself (:meth:`keep_consumer`):
+    its output gradient in ``out_grads[j]`` (m, ..., d), its weights of the sources in
+    ``weights[j, :k]`` (m, n, ...), and its output dotted with that gradient in ``out_dots[j]``.
+    Each source's node, which runs after all its consumers, then reads its column and gets both
+    its gradient through the weighted sums and its logits' gradients from one read of each
+    consumer's gradient (:meth:`source_grads`). The blocks are made by the first backward pass and
+    ``weights`` is zeroed at the start of each (docs/attnres.md, "Memory and speed").
     """
 
     def __init__(self, first: torch.Tensor, n_sources: int, n_consumers: int) -> None:
         acc = torch.promote_types(first.dtype, torch.float32)
         self.values = first.new_empty((n_sources, *first.shape), dtype=acc)
         self.scores = first.new_empty((n_consumers, n_sources, *first.shape[:-1]), dtype=acc)
-        self.grads: torch.Tensor | None = None
-        self.n_grads = 0  # grads[:n_grads] hold gradient sums; the rest is not written yet
-        self.score_grads: torch.Tensor | None = None
+        self.out_grads: torch.Tensor | None = None
+        self.weights: torch.Tensor | None = None
+        self.out_dots: torch.Tensor | None = None
         self.backward_task = -1  # autograd graph task of the backward pass the blocks belong to
         self.first = first  # as given, for a consumer whose only source it is
         self.n_tokens = first[..., 0].numel()
+        self.native = pair_kernel.native(self.values)
         self._bags: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.size = 0
 
-    def begin_backward(self) -> None:
-        """Called by every consumer's backward: on the first of each backward pass, start the
-        gradient blocks afresh, so a second pass over a retained graph (``retain_graph=True``,
-        gradcheck) does not add to the first one's sums. Passes are told apart by autograd's
-        graph-task id (the private hook ``torch.utils.checkpoint`` uses for the same purpose)."""
+    def keep_consumer(self, j: int, alpha: torch.Tensor, g: torch.Tensor, out: torch.Tensor) -> None:
+        """Record consumer j in the backward pass: its output gradient ``g``, its weights ``alpha``
+        (k, ...) of the bank's first k sources and ``out . g`` per token.
+
+        The first consumer of each backward pass zeroes ``weights``, so a consumer the pass does
+        not reach contributes nothing, and a second pass over a retained graph
+        (``retain_graph=True``, gradcheck) gives the same gradients as the first. Passes are told
+        apart by autograd's graph-task id (the private hook ``torch.utils.checkpoint`` uses for the
+        same purpose). ``out_grads`` starts at zero, so an unreached consumer's row is finite."""
         task = torch._C._current_graph_task_id()
-        if task == self.backward_task:  # not the pass's first consumer
-            return
-        self.backward_task = task
-        self.n_grads = 0
-        if self.score_grads is None:
-            self.grads = torch.empty_like(self.values)
-            self.score_grads = torch.zeros_like(self.scores)
-        else:
-            self.score_grads.zero_()
+        if task != self.backward_task:
+            self.backward_task = task
+            if self.weights is None:
+                self.out_grads = self.values.new_zeros((self.scores.shape[0], *self.first.shape))
+                self.weights = torch.zeros_like(self.scores)
+                self.out_dots = self.scores.new_zeros(self.scores[:, 0].shape)
+            else:
+                self.weights.zero_()
+        assert self.out_grads is not None and self.out_dots is not None
+        self.out_grads[j].copy_(g)
+        self.weights[j, : alpha.shape[0]] = alpha
+        torch.linalg.vecdot(out, g, out=self.out_dots[j])
 
     def token_bags(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The first k sources as one embedding bag per token: row ``i * n_tokens + t`` of the
-        (sources x tokens, d) view of ``values`` is source i at token t, so token t's bag holds
-        rows ``t, n_tokens + t, ...``. Returns the rows (token-major), the bags' offsets and each
-        row's bag, as ``embedding_bag`` and its per-row-weight gradient take them; made once per
-        bank (a consumer's forward and backward share them) and freed with it."""
+        """The first k rows of a (k, ..., d) block (the sources, or the consumers' gradients) as
+        one embedding bag per token: row ``i * n_tokens + t`` of its (k x tokens, d) view is item i
+        at token t, so token t's bag holds rows ``t, n_tokens + t, ...``. Returns the rows
+        (token-major), the bags' offsets and each row's bag, as ``embedding_bag`` and its
+        per-row-weight gradient take them; made once per bank and freed with it."""
         if k not in self._bags:
             tokens = torch.arange(self.n_tokens, device=self.values.device)
             rows = (tokens[:, None] + torch.arange(k, device=tokens.device) * self.n_tokens).reshape(-1)
@@ -147,45 +160,35 @@ class SourceBank:
 
     def weighted_sum(self, alpha: torch.Tensor) -> torch.Tensor:
         """``sum_i alpha_i v_i`` over the first k = len(alpha) sources, alpha (k, ...) in the bank's
-        dtype. For rows of at least ``_BAG_MIN_WIDTH`` channels this is one embedding-bag kernel
-        (a bag of k rows per token), which reads each source once; for narrow rows, where that
-        kernel's per-row cost dominates, k in-place multiply-adds (``bench/ar_overhead.py``)."""
+        dtype, reading each source once: the C kernel on the CPU, else an embedding bag of k rows
+        per token."""
         k, d = alpha.shape[0], self.values.shape[-1]
-        if d >= _BAG_MIN_WIDTH:
-            rows, offsets, _ = self.token_bags(k)
-            weights = alpha.reshape(k, -1).t().reshape(-1)
-            return F.embedding_bag(rows, self.values.view(-1, d), offsets, mode="sum",
-                                   per_sample_weights=weights).view(self.first.shape)
-        a = alpha.unsqueeze(-1)
-        out = self.values[0] * a[0]
-        for i in range(1, k):
-            out.addcmul_(self.values[i], a[i])
-        return out
+        if self.native:
+            return pair_kernel.weighted_sum(self.values[:k], alpha.contiguous())
+        rows, offsets, _ = self.token_bags(k)
+        weights = alpha.reshape(k, -1).t().reshape(-1)
+        return F.embedding_bag(rows, self.values.view(-1, d), offsets, mode="sum",
+                               per_sample_weights=weights).view(self.first.shape)
 
-    def dots(self, g: torch.Tensor, k: int) -> torch.Tensor:
-        """``v_i . g`` per token for the first k sources, (k, ...): the gradient of
-        :meth:`weighted_sum` with respect to alpha, by the kernel that suits the width likewise."""
-        d = g.shape[-1]
-        if d >= _BAG_MIN_WIDTH:
-            rows, offsets, bags = self.token_bags(k)
-            dots = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                g.reshape(-1, d), self.values.view(-1, d), rows, offsets, bags, _EMBEDDING_BAG_SUM, -1)
-            return dots.view(-1, k).t().reshape(k, *g.shape[:-1])
-        flat = self.values[:k].view(k, -1, d).transpose(0, 1)  # (tokens, k, d)
-        return torch.bmm(flat, g.reshape(-1, d, 1)).view(-1, k).t().view(k, *g.shape[:-1])
-
-    def accumulate_grads(self, alpha: torch.Tensor, g: torch.Tensor) -> None:
-        """Add ``alpha_i g`` to the gradient block of each of the first k = len(alpha) sources: the
-        weighted sum's gradient with respect to them. The first consumer (in backward order) to
-        reach a source writes its block, the later ones add to it, so the blocks are never zeroed;
-        k elementwise passes in one in-place op."""
-        k = alpha.shape[0]
-        a = alpha.unsqueeze(-1)
-        held = min(self.n_grads, k)  # sources whose gradient block already holds a sum
-        self.grads[:held].addcmul_(a[:held], g)
-        if k > held:
-            torch.mul(a[held:k], g, out=self.grads[held:k])
-            self.n_grads = k
+    def source_grads(self, index: int, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source ``index``'s gradient through the weighted sums of its consumers ``first`` .. m-1,
+        ``sum_j alpha_j g_j`` (..., d), and the gradients of its logits at them through their
+        softmaxes, ``alpha_j (v . g_j - out_j . g_j)`` (m - first, ...). The C kernel reads each
+        consumer's gradient once for both; elsewhere two embedding-bag kernels read it twice."""
+        assert self.out_grads is not None and self.weights is not None and self.out_dots is not None
+        v, grads, out_dots = self.values[index], self.out_grads[first:], self.out_dots[first:]
+        weights = self.weights[first:, index]
+        if self.native:
+            return pair_kernel.source_grads(v, grads, weights.contiguous(), out_dots)
+        m, d = grads.shape[0], v.shape[-1]
+        rows, offsets, bags = self.token_bags(m)
+        flat = grads.view(-1, d)
+        dots = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+            v.reshape(-1, d), flat, rows, offsets, bags, _EMBEDDING_BAG_SUM, -1)
+        dots = dots.view(-1, m).t().reshape(weights.shape)
+        grad = F.embedding_bag(rows, flat, offsets, mode="sum",
+                               per_sample_weights=weights.reshape(m, -1).t().reshape(-1)).view(v.shape)
+        return grad, weights * (dots - out_dots)
 
     def logits(self, consumer: int, partial_logit: torch.Tensor | None) -> torch.Tensor:
         """Consumer ``consumer``'s logits (n, ...): its finished sources', then the partial sum's."""
@@ -233,21 +236,23 @@ class _Scores(torch.autograd.Function):
         bank = ctx.bank
         if bank is None:
             U, r, scores, v = ctx.saved_tensors
-            w = v.to(r.dtype)
-        else:  # the gradients every consumer of the source wrote into the bank (_Mix.backward)
+            w, gv = v.to(r.dtype), None
+        else:  # from what every consumer of the source kept in the bank (_Mix.backward)
             U, r = ctx.saved_tensors
             w = bank.values[ctx.index]
             scores = bank.scores[ctx.first:, ctx.index].movedim(0, -1)
-            gs = bank.score_grads[ctx.first:, ctx.index].movedim(0, -1)
+            gv, gs = bank.source_grads(ctx.index, ctx.first)
+            gs = gs.movedim(0, -1)
         d, m = w.shape[-1], U.shape[0]
         with _routing_precision(w):
             # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps)), with
-            # r applied to the (tokens, m) score gradient rather than to a (tokens, d) product
+            # r applied to the (tokens, m) score gradient rather than to a (tokens, d) product;
+            # for a bank source, added to its gradient through the weighted sums
             gsr, Uw = gs.to(w.dtype) * r.unsqueeze(-1), U.to(w.dtype)
-            if bank is not None and ctx.index < bank.n_grads:  # plus the weighted sums' gradient
-                gv = torch.addmm(bank.grads[ctx.index].reshape(-1, d), gsr.reshape(-1, m), Uw).view(w.shape)
-            else:
+            if gv is None:
                 gv = gsr @ Uw
+            else:
+                gv = torch.addmm(gv.reshape(-1, d), gsr.reshape(-1, m), Uw).view(w.shape)
             gv.addcmul_(w, (torch.linalg.vecdot(gsr, scores) * r / -d).unsqueeze(-1))
             gU = None
             if ctx.needs_input_grad[1]:
@@ -260,12 +265,14 @@ class _Mix(torch.autograd.Function):
     k sources and an optional partial block sum (with its logit).
 
     The weights ``alpha`` (n, ...) are fp32 (n = k, plus one for the partial sum), and the sum
-    (:meth:`SourceBank.weighted_sum`) is taken in their dtype; only ``alpha`` (and the partial) is
-    saved. The backward pass is the sources' dots with the gradient (:meth:`SourceBank.dots`, the
-    weights' gradient), the softmax's gradient, and two in-place writes into the bank: the sources'
-    gradient ``alpha_i g`` and the logits' gradient, which the sources' :class:`_Scores` nodes read.
-    ``markers`` (those nodes' outputs) carry no gradient; they make each source's node wait for all
-    its consumers.
+    (:meth:`SourceBank.weighted_sum`) is taken in their dtype; ``alpha``, the partial and the
+    output (which the next sub-layer's norm keeps anyway) are saved. The backward pass only
+    records the consumer in the bank (:meth:`SourceBank.keep_consumer`): the bank sources'
+    gradients, through the sum and through the softmax, are formed by each source's
+    :class:`_Scores` node from all its consumers at once. The softmax's gradient needs
+    ``sum_i alpha_i (v_i . g)``, which is ``out . g``. Only the partial sum's gradients are
+    returned here. ``markers`` (the sources' nodes' outputs) carry no gradient; they make each
+    source's node wait for all its consumers.
     """
 
     @staticmethod
@@ -280,26 +287,22 @@ class _Mix(torch.autograd.Function):
             if partial is not None:
                 out.addcmul_(partial, alpha[k].unsqueeze(-1))
         ctx.bank, ctx.j, ctx.k = bank, j, k
-        ctx.save_for_backward(alpha, partial)
+        ctx.save_for_backward(alpha, partial, out)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        alpha, partial = ctx.saved_tensors
-        bank, k = ctx.bank, ctx.k
+        alpha, partial, out = ctx.saved_tensors
+        bank, j, k = ctx.bank, ctx.j, ctx.k
         with _routing_precision(alpha):
             g = grad.to(alpha.dtype)
-            galpha = bank.dots(g, k)
-            if partial is not None:
-                galpha = torch.cat([galpha, torch.linalg.vecdot(partial.to(g.dtype), g)[None]])
-            glogits = alpha * (galpha - (alpha * galpha).sum(0))  # through the softmax
-            bank.begin_backward()
-            bank.accumulate_grads(alpha[:k], g)
-            bank.score_grads[ctx.j, :k] = glogits[:k]
+            bank.keep_consumer(j, alpha[:k], g, out)
             gpartial = gpartial_logit = None
             if partial is not None:
-                gpartial, gpartial_logit = (g * alpha[k].unsqueeze(-1)).to(partial.dtype), glogits[k]
+                partial_dot = torch.linalg.vecdot(partial.to(g.dtype), g)
+                gpartial_logit = alpha[k] * (partial_dot - bank.out_dots[j])
+                gpartial = (g * alpha[k].unsqueeze(-1)).to(partial.dtype)
         return (None, None, gpartial, gpartial_logit, None) + (None,) * (len(ctx.needs_input_grad) - 5)
 
 

@@ -1,0 +1,82 @@
+"""The C pair kernels (arcal.models.pair_kernel) against the formulas they compute, written with
+plain PyTorch operations, in both dtypes; their independence of the thread count; and the errors
+a bad input, a bad setting or a missing compiler give."""
+
+import pytest
+import torch
+
+from arcal.models import pair_kernel
+
+
+def _tensors(dtype, m=5, shape=(3, 7), d=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(*shape, d, generator=g, dtype=dtype)
+    out_grads = torch.randn(m, *shape, d, generator=g, dtype=dtype)
+    weights = torch.rand(m, *shape, generator=g, dtype=dtype)
+    out_dots = torch.randn(m, *shape, generator=g, dtype=dtype)
+    return v, out_grads, weights, out_dots
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_source_grads_match_their_formulas(dtype):
+    v, out_grads, weights, out_dots = _tensors(dtype)
+    grad, logits = pair_kernel.source_grads(v, out_grads, weights, out_dots)
+    torch.testing.assert_close(grad, (weights.unsqueeze(-1) * out_grads).sum(0))
+    torch.testing.assert_close(logits, weights * ((v * out_grads).sum(-1) - out_dots))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 4])
+def test_weighted_sum_matches_its_formula(dtype, k):
+    _, values, weights, _ = _tensors(dtype, m=k, d=33)
+    out = pair_kernel.weighted_sum(values, weights)
+    torch.testing.assert_close(out, (weights.unsqueeze(-1) * values).sum(0))
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    v, out_grads, weights, out_dots = _tensors(torch.float32, m=9, shape=(64, 17), d=96)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            results.append((*pair_kernel.source_grads(v, out_grads, weights, out_dots),
+                            pair_kernel.weighted_sum(out_grads, weights)))
+    finally:
+        torch.set_num_threads(threads)
+    for one, several in zip(*results):
+        assert torch.equal(one, several)
+
+
+def test_bad_tensors_are_refused_before_c_reads_them():
+    v, out_grads, weights, out_dots = _tensors(torch.float32)
+    with pytest.raises(ValueError, match="contiguous CPU torch.float32"):
+        pair_kernel.source_grads(v, out_grads, weights.transpose(1, 2).contiguous().transpose(1, 2), out_dots)
+    with pytest.raises(ValueError, match="torch.float64"):
+        pair_kernel.weighted_sum(out_grads, weights.double())
+
+
+def test_the_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("ARCAL_PAIR_KERNEL", "fast")
+    with pytest.raises(ValueError, match=r"ARCAL_PAIR_KERNEL='fast'.*'native', 'torch'"):
+        pair_kernel._choice()
+    monkeypatch.setattr(pair_kernel, "KERNEL", "torch")
+    assert not pair_kernel.native(torch.zeros(1))
+
+
+def test_a_missing_compiler_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setattr(pair_kernel, "_library", None)
+    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(RuntimeError, match="could not build.*not found.*ARCAL_PAIR_KERNEL=torch"):
+        pair_kernel.weighted_sum(torch.zeros(1, 2, 3), torch.zeros(1, 2))
+    assert not list((tmp_path / "cache").glob("*.so"))  # no partial library left to be loaded
+
+
+def test_the_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(pair_kernel, "_library", None)
+    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path))
+    out = pair_kernel.weighted_sum(torch.ones(2, 3, 4), torch.full((2, 3), 0.5))
+    torch.testing.assert_close(out, torch.ones(3, 4))
+    assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.glob("pair_kernel-*.so")]
+    assert len(list(tmp_path.iterdir())) == 1

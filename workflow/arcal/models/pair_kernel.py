@@ -1,0 +1,125 @@
+"""The source bank's pair kernels in C, for the CPU (docs/attnres.md, "Memory and speed").
+
+An AttnRes consumer reads each of its sources forward, and backward each source needs, from
+every consumer that read it, a weighted sum of their output gradients and one dot per consumer.
+The bank is larger than the cache, so these pairs are paid in memory traffic. PyTorch has no
+single operation that takes both backward reductions from one read of each gradient row;
+``pair_kernel.c`` does (:func:`source_grads`), and it sums a consumer's sources in one read of
+each (:func:`weighted_sum`). Elsewhere (a GPU, or ``ARCAL_PAIR_KERNEL=torch``) the bank uses
+PyTorch's embedding-bag kernels for the same sums.
+
+The C file is compiled on first use with the system's C compiler (``$CC``, else ``cc``) into
+``$ARCAL_KERNEL_CACHE`` (default ``~/.cache/arcal``), under a name that hashes the source, the
+flags and the machine type, so concurrent jobs share one build (the first to finish renames its
+library into place) and an edit rebuilds it. It runs on the OpenMP runtime
+PyTorch already loaded, with ``torch.get_num_threads()`` threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["KERNELS", "native", "source_grads", "weighted_sum"]
+
+KERNELS = ("native", "torch")
+_SOURCE = Path(__file__).with_name("pair_kernel.c")
+_FLAGS = ["-O3", "-fopenmp", "-shared", "-fPIC"]
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_library: ctypes.CDLL | None = None
+
+
+def _choice() -> str:
+    kernel = os.environ.get("ARCAL_PAIR_KERNEL", "native")
+    if kernel not in KERNELS:
+        raise ValueError(f"ARCAL_PAIR_KERNEL={kernel!r}: expected one of {KERNELS}")
+    return kernel
+
+
+KERNEL = _choice()  # "native": the C kernels wherever they apply; "torch": PyTorch's everywhere
+
+
+def native(t: torch.Tensor) -> bool:
+    """Whether the bank holding ``t`` uses the C kernels: on the CPU, in fp32 or float64."""
+    return KERNEL == "native" and t.device.type == "cpu" and t.dtype in _SUFFIX
+
+
+def _build(target: Path) -> None:
+    compiler = os.environ.get("CC", "cc")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        partial = Path(tmp) / target.name
+        cmd = [compiler, *_FLAGS, str(_SOURCE), "-o", str(partial)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError:
+            done = None
+        if done is None or done.returncode != 0:
+            why = "not found" if done is None else done.stderr.strip()
+            raise RuntimeError(
+                f"could not build the AttnRes pair kernels ({' '.join(cmd)}): {why}. Install a C "
+                "compiler with OpenMP (e.g. Debian's gcc) or name one in $CC, or set "
+                "ARCAL_PAIR_KERNEL=torch to use PyTorch's kernels (slower on the CPU)"
+            )
+        os.replace(partial, target)  # atomic: a concurrent job sees the whole library or none
+
+
+def _load() -> ctypes.CDLL:
+    global _library
+    if _library is None:
+        built_for = f"{platform.machine()} {' '.join(_FLAGS)}".encode()
+        key = hashlib.sha256(_SOURCE.read_bytes() + built_for).hexdigest()[:16]
+        cache = Path(os.environ.get("ARCAL_KERNEL_CACHE", Path.home() / ".cache" / "arcal"))
+        target = cache / f"pair_kernel-{key}.so"
+        if not target.exists():
+            _build(target)
+        _library = ctypes.CDLL(str(target))
+    return _library
+
+
+def _kernel(name: str, dtype: torch.dtype):
+    return getattr(_load(), f"arcal_{name}_{_SUFFIX[dtype]}")
+
+
+def _ptr(t: torch.Tensor, like: torch.Tensor) -> ctypes.c_void_p:
+    """``t``'s data for C, which reads it as a contiguous CPU array of ``like``'s dtype."""
+    if t.device.type != "cpu" or t.dtype != like.dtype or not t.is_contiguous():
+        raise ValueError(f"pair kernels take contiguous CPU {like.dtype} tensors, got a "
+                         f"{'contiguous' if t.is_contiguous() else 'strided'} {t.device.type} {t.dtype} one")
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def weighted_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_i weights[i] * values[i]``: values (k, ..., d), weights (k, ...), one dtype."""
+    k, d = values.shape[0], values.shape[-1]
+    out = values.new_empty(values.shape[1:])
+    _kernel("weighted_sum", values.dtype)(
+        _ptr(values, values), _ptr(weights, values), _ptr(out, values), ctypes.c_int64(k), ctypes.c_int64(out.numel() // d),
+        ctypes.c_int64(d), ctypes.c_int(torch.get_num_threads()))
+    return out
+
+
+def source_grads(v: torch.Tensor, out_grads: torch.Tensor, weights: torch.Tensor,
+                 out_dots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One source's gradients from the m consumers that read it.
+
+    ``v`` (..., d) is the source, ``out_grads`` (m, ..., d) the consumers' output gradients,
+    ``weights`` (m, ...) the source's weight at each and ``out_dots`` (m, ...) each consumer's
+    output dotted with its gradient. Returns ``sum_l weights[l] * out_grads[l]`` (..., d), the
+    gradient through the weighted sums, and ``weights * (v . out_grads - out_dots)`` (m, ...),
+    the gradient of the source's logit at each consumer through its softmax.
+    """
+    m, d = out_grads.shape[0], v.shape[-1]
+    grad, logits = torch.empty_like(v), weights.new_empty(weights.shape)
+    _kernel("source_grads", v.dtype)(
+        *(_ptr(t, v) for t in (v, out_grads, weights, out_dots, grad, logits)),
+        ctypes.c_int64(m), ctypes.c_int64(v.numel() // d), ctypes.c_int64(d),
+        ctypes.c_int(torch.get_num_threads()))
+    return grad, logits
