@@ -1,7 +1,9 @@
 """Attention-Residual substrates (arcal.models): faithfulness to the paper at initialisation,
 routing capture, checkpoint compatibility with timm backbones, and any input geometry."""
 
+import copy
 import functools
+import pickle
 
 import numpy as np
 import pytest
@@ -205,3 +207,53 @@ def test_compiled_model_has_the_eager_gradients(variant):
         grads.append(torch.autograd.grad(torch.nn.functional.cross_entropy(fwd(x), y), params))
     for name, a, b in zip([n for n, _ in model.named_parameters()], *grads):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=lambda m: f"gradient of {name}: {m}")
+
+
+def bank_buffers(model):
+    """The BankBuffers of each AttnRes stack of ``model`` (one per Swin stage)."""
+    return model.attnres_buffers if isinstance(model.attnres_buffers, list) else [model.attnres_buffers]
+
+
+def train_step_grads(model, x, y):
+    return torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+
+
+@pytest.mark.parametrize("substrate,img,chans", SMALL)
+def test_each_step_reuses_the_blocks_of_the_step_before(substrate, img, chans):
+    """A freed source bank leaves its blocks to its stack's BankBuffers, the next step's bank takes
+    them (the same storage goes round), and the gradients are those of a model that starts every
+    step with fresh blocks; a copy or a pickle of the model starts without spares."""
+    torch.manual_seed(0)
+    model = create_model(substrate, "full", 10, img, chans).train()
+    with torch.no_grad():
+        for m in model.attnres:
+            m.query.normal_(0, 0.3)
+    x, y = torch.randn(4, chans, img, img), torch.randint(0, 10, (4,))
+    stacks = bank_buffers(model)
+    first = train_step_grads(model, x, y)
+    left = [{name: block.data_ptr() for name, block in b.spares.items()} for b in stacks]
+    assert all(set(blocks) == {"values", "scores", "out_grads", "weights", "out_dots"} for blocks in left)
+    again = train_step_grads(model, x, y)
+    assert [{name: block.data_ptr() for name, block in b.spares.items()} for b in stacks] == left
+    for a, b in zip(first, again):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert all(not b.spares for b in bank_buffers(clone))
+        for a, b in zip(first, train_step_grads(clone, x, y)):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_two_live_forward_passes_do_not_share_blocks():
+    """Two forward passes in one graph: the second bank cannot take the first one's blocks, which
+    go back only when the graph is freed, so the gradients are the sum of the separate ones."""
+    torch.manual_seed(0)
+    model = create_model("vit_demo", "full", 10, 28, 1).train()
+    with torch.no_grad():
+        for m in model.attnres:
+            m.query.normal_(0, 0.3)
+    x1, x2, y = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    params = list(model.parameters())
+    ce = torch.nn.functional.cross_entropy
+    together = torch.autograd.grad(ce(model(x1), y) + ce(model(x2), y), params)
+    for both, a, b in zip(together, train_step_grads(model, x1, y), train_step_grads(model, x2, y)):
+        torch.testing.assert_close(both, a + b)

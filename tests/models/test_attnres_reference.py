@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from arcal.models import create_model, pair_kernel, routing_capture
-from arcal.models.attnres import DepthMixer, DepthStream, consumer_source_counts, inverse_rms
+from arcal.models.attnres import BankBuffers, DepthMixer, DepthStream, consumer_source_counts, inverse_rms
 
 EPS = 1e-6
 
@@ -312,3 +312,35 @@ def test_stream_passes_gradcheck_over_a_retained_graph(S, mixing_kernel):
     again = torch.autograd.grad(loss, values)
     for a, b in zip(first, again):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("S", [1, 3])
+def test_unreached_consumer_takes_nothing_from_an_earlier_step(S, mixing_kernel):
+    """A consumer whose output the loss does not use is never reached by the backward pass, so
+    its rows of the reused gradient blocks still hold the last step's values; here NaN, from a
+    step that reached it with a NaN loss. The sources' gradients must not read them: they equal
+    those of a stream with fresh blocks."""
+    torch.manual_seed(7)
+    d, L, skipped = 8, 6, 2
+    mixers = [DepthMixer(d, n, f"c{i}") for i, n in enumerate(consumer_source_counts(L, S))]
+    with torch.no_grad():
+        for m in mixers:
+            m.query.normal_(0, 0.5)
+    values = [torch.randn(2, 3, d, requires_grad=True) for _ in range(L + 1)]
+
+    def stream_output(buffers, skip=None):
+        stream = DepthStream(values[0], mixers, S, EPS, buffers)
+        for l, v in enumerate(values[1:]):
+            h = stream.mix()  # consumer l's output
+            stream.push(v if l == skip else v * torch.tanh(h))
+        return stream.finish()
+
+    reused = BankBuffers()
+    nan_step = torch.autograd.grad(stream_output(reused).sum() * math.nan, values)
+    assert all(g.isnan().all() for g in nan_step)
+    assert reused.spares["out_grads"][1:].isnan().all()  # consumer 0 has one source and no row
+    fresh = torch.autograd.grad(stream_output(BankBuffers(), skipped).square().sum(), values)
+    again = torch.autograd.grad(stream_output(reused, skipped).square().sum(), values)
+    for a, b in zip(fresh, again):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(b, a, rtol=0, atol=0)

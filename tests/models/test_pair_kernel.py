@@ -17,18 +17,24 @@ def _tensors(dtype, m=5, shape=(3, 7), d=40, seed=0):
     return v, out_grads, weights, out_dots
 
 
+# the kernels take inputs four at a time and tokens 32 at a time: whole groups and chunks, a group
+# and a chunk left over, and fewer inputs or tokens than one of them
+SIZES = [(1, (3, 7)), (4, (2, 16)), (7, (3, 30))]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_source_grads_match_their_formulas(dtype):
-    v, out_grads, weights, out_dots = _tensors(dtype)
+@pytest.mark.parametrize("m,shape", SIZES)
+def test_source_grads_match_their_formulas(dtype, m, shape):
+    v, out_grads, weights, out_dots = _tensors(dtype, m=m, shape=shape)
     grad, logits = pair_kernel.source_grads(v, out_grads, weights, out_dots)
     torch.testing.assert_close(grad, (weights.unsqueeze(-1) * out_grads).sum(0))
     torch.testing.assert_close(logits, weights * ((v * out_grads).sum(-1) - out_dots))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("k", [1, 4])
-def test_weighted_sum_matches_its_formula(dtype, k):
-    _, values, weights, _ = _tensors(dtype, m=k, d=33)
+@pytest.mark.parametrize("k,shape", SIZES)
+def test_weighted_sum_matches_its_formula(dtype, k, shape):
+    _, values, weights, _ = _tensors(dtype, m=k, shape=shape, d=33)
     out = pair_kernel.weighted_sum(values, weights)
     torch.testing.assert_close(out, (weights.unsqueeze(-1) * values).sum(0))
 

@@ -274,3 +274,22 @@ def test_compile_flag_trains_the_same_model_as_eager(tiny_data, tmp_path) -> Non
         torch.testing.assert_close(wc[k], we[k], rtol=1e-3, atol=1e-4, msg=k)
     history = pd.read_csv(tmp_path / "compiled" / "history.csv")
     assert history["train_loss"].notna().all()
+
+
+def test_a_step_frees_its_graph_so_the_next_step_reuses_the_source_bank() -> None:
+    """The training step returns only detached numbers, so its graph (and an AttnRes model's
+    source bank) is freed before the next step, whose bank then takes the same blocks."""
+    from arcal.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("vit_demo", "full", 10, 28, 1).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    spares = model.attnres_buffers.spares
+    kept = []
+    for _ in range(2):
+        loss, correct = train_mod._step(model, opt, x, y, 0.0, torch.device("cpu"))
+        assert loss.grad_fn is None and correct.grad_fn is None
+        kept.append({name: block.data_ptr() for name, block in spares.items()})
+    assert set(kept[0]) == {"values", "scores", "out_grads", "weights", "out_dots"}
+    assert kept[1] == kept[0]

@@ -70,7 +70,7 @@ RESUMABLE_FIELDS = (
 # Code that determines the weights besides arcal.models (hashed whole): the training loop, its
 # schedule, optimiser groups, precision and the augmentation and normalisation of the inputs.
 WEIGHT_CODE = (
-    "arcal.train._train", "arcal.train.lr_at", "arcal.train.param_groups",
+    "arcal.train._train", "arcal.train._step", "arcal.train.lr_at", "arcal.train.param_groups",
     "arcal.train.build_model", "arcal.train.autocast", "arcal.data.augment",
     "arcal.data.normalize", "arcal.data.Batches", "arcal.data.channel_stats",
 )
@@ -348,14 +348,15 @@ def _sha256(*chunks: Any) -> str:
 
 
 def code_digests() -> dict[str, str]:
-    """sha256 of the source of every arcal.models module and of each object in WEIGHT_CODE."""
+    """sha256 of the source of every arcal.models module (its C kernels included) and of each
+    object in WEIGHT_CODE."""
     import importlib
 
     from arcal import models
 
     out = {
         f"arcal/models/{f.name}": _sha256(f.read_bytes())
-        for f in sorted(Path(models.__file__).parent.glob("*.py"))
+        for f in sorted(Path(models.__file__).parent.iterdir()) if f.suffix in (".py", ".c")
     }
     for name in WEIGHT_CODE:
         module, attr = name.rsplit(".", 1)
@@ -458,14 +459,10 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device) -> dict[str, Any]:
             lr = lr_at(epoch * n_steps + it, total, warmup, cfg.lr, cfg.min_lr)
             for g in opt.param_groups:
                 g["lr"] = lr
-            with autocast(device):
-                logits = fwd(normalize(augment(xb, gen, crop, flip), ds.mean, ds.std))
-            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
-            n_correct, n_seen = n_correct + (logits.argmax(1) == yb).sum(), n_seen + len(yb)
+            loss, correct = _step(fwd, opt, normalize(augment(xb, gen, crop, flip), ds.mean, ds.std), yb,
+                                  cfg.label_smoothing, device)
+            losses.append(loss)
+            n_correct, n_seen = n_correct + correct, n_seen + len(yb)
             if (it + 1) % 20 == 0 or it + 1 == n_steps:  # one device sync per 20 steps
                 recent = _check_finite(losses, epoch, n_steps, f"{out} (peak lr {cfg.lr:g})")
                 bar.set_postfix(loss=f"{recent:.3f}", acc=f"{n_correct.item() / n_seen:.3f}")
@@ -500,6 +497,22 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device) -> dict[str, Any]:
     shutil.rmtree(out / PARTIAL_SNAPSHOTS, ignore_errors=True)
     return final
 # fmt: on
+
+
+def _step(fwd: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+          label_smoothing: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step; returns its loss and its number of correct predictions, detached.
+
+    Nothing of the step's autograd graph outlives the call, so it is freed before the next forward
+    pass, and with it an AttnRes model's source bank, whose blocks the next step then reuses
+    (``arcal.models.attnres.BankBuffers``)."""
+    with autocast(device):
+        logits = fwd(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), (logits.argmax(1) == y).sum()
 
 
 def _split_indices(cfg: TrainConfig, ds: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:

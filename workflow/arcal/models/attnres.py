@@ -32,7 +32,9 @@ pass a consumer only records its output gradient, weights and ``out . g`` in the
 source's node, after all its consumers, then forms its gradient through their weighted sums and
 its logits' gradients through their softmaxes from one read of each consumer's gradient. A
 consumer saves its (n, tokens) weights and its output. No per-consumer stack of the sources or of
-the logits is formed or saved, and no autograd node per source and consumer.
+the logits is formed or saved, and no autograd node per source and consumer. The bank's blocks are
+kept by the model between steps (:class:`BankBuffers`), since the CPU allocator would map blocks
+that large afresh, page by page, at every step.
 
 Precision: the logits, the depth softmax and the weighted sum are computed in float32 (float64
 for float64 sources) whatever the dtype of the sources and whatever autocast is active. Under
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -61,6 +64,7 @@ from arcal.routing import RoutingBatch, depth_moments, depth_variance, normalise
 __all__ = [
     "RESIDUALS",
     "AttnResBackbone",
+    "BankBuffers",
     "DepthMixer",
     "DepthStream",
     "RoutingTrace",
@@ -90,6 +94,37 @@ def inverse_rms(v: torch.Tensor, eps: float) -> torch.Tensor:
 _EMBEDDING_BAG_SUM = 0  # the ``mode`` code of "sum" in aten's embedding_bag ops
 
 
+class BankBuffers:
+    """Spare blocks for the next :class:`SourceBank` of one AttnRes stack.
+
+    A bank's blocks are the largest tensors of a training step (DeiT-S at batch 32: 80 MB of
+    sources and as much of consumers' gradients). The CPU allocator gives a block that large back
+    to the system when it is freed and faults it in again page by page when the next step asks,
+    which costs about as long as writing it twice. So a bank, when it is freed, leaves its blocks
+    here and the next bank of the stack takes those of the same shape and dtype. One spare is kept
+    per block: a block of another shape (the last, shorter batch; evaluation) replaces it. The
+    spares are a cache, not model state: copies and pickles of the model start without them.
+    """
+
+    def __init__(self) -> None:
+        self.spares: dict[str, torch.Tensor] = {}  # block name -> the last freed bank's block
+
+    def __reduce__(self):
+        return BankBuffers, ()
+
+    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Block ``name``: the spare if it has this shape, dtype and ``like``'s device, else a new
+        one (contents undefined either way)."""
+        spare = self.spares.pop(name, None)
+        if spare is not None and spare.shape == shape and spare.dtype == dtype and spare.device == like.device:
+            return spare
+        return like.new_empty(shape, dtype=dtype)
+
+    def give(self, blocks: dict[str, torch.Tensor]) -> None:
+        """Keep a freed bank's blocks for the next bank."""
+        self.spares.update(blocks)
+
+
 class SourceBank:
     """The finished sources of one stream, their logits at every consumer, and what the backward
     pass needs of each consumer to give each source its gradient in one step.
@@ -105,43 +140,57 @@ class SourceBank:
     ``weights[j, :k]`` (m, n, ...), and its output dotted with that gradient in ``out_dots[j]``.
     Each source's node, which runs after all its consumers, then reads its column and gets both
     its gradient through the weighted sums and its logits' gradients from one read of each
-    consumer's gradient (:meth:`source_grads`). The blocks are made by the first backward pass and
-    ``weights`` is zeroed at the start of each (docs/attnres.md, "Memory and speed").
+    consumer's gradient (:meth:`source_grads`). The backward blocks are taken by the first backward
+    pass, and ``weights`` is zeroed at the start of each (docs/attnres.md, "Memory and speed").
+
+    All blocks come from ``buffers`` and go back to it when the bank is freed (with the autograd
+    graph that holds it), so no view of a block may outlive the bank.
     """
 
-    def __init__(self, first: torch.Tensor, n_sources: int, n_consumers: int) -> None:
+    def __init__(self, first: torch.Tensor, n_sources: int, n_consumers: int, buffers: BankBuffers) -> None:
         acc = torch.promote_types(first.dtype, torch.float32)
-        self.values = first.new_empty((n_sources, *first.shape), dtype=acc)
-        self.scores = first.new_empty((n_consumers, n_sources, *first.shape[:-1]), dtype=acc)
+        self._blocks: dict[str, torch.Tensor] = {}
+        self._buffers = buffers
+        weakref.finalize(self, buffers.give, self._blocks)
+        self.values = self._take("values", (n_sources, *first.shape), first, acc)
+        self.scores = self._take("scores", (n_consumers, n_sources, *first.shape[:-1]), first, acc)
         self.out_grads: torch.Tensor | None = None
         self.weights: torch.Tensor | None = None
         self.out_dots: torch.Tensor | None = None
         self.backward_task = -1  # autograd graph task of the backward pass the blocks belong to
+        self.unrecorded: set[int] = set()  # consumers this backward pass has not reached yet
         self.first = first  # as given, for a consumer whose only source it is
         self.n_tokens = first[..., 0].numel()
         self.native = pair_kernel.native(self.values)
         self._bags: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.size = 0
 
+    def _take(self, name: str, shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        self._blocks[name] = block = self._buffers.take(name, shape, like, dtype)
+        return block
+
     def keep_consumer(self, j: int, alpha: torch.Tensor, g: torch.Tensor, out: torch.Tensor) -> None:
         """Record consumer j in the backward pass: its output gradient ``g``, its weights ``alpha``
         (k, ...) of the bank's first k sources and ``out . g`` per token.
 
         The first consumer of each backward pass zeroes ``weights``, so a consumer the pass does
-        not reach contributes nothing, and a second pass over a retained graph
+        not reach contributes nothing (:meth:`source_grads` zeroes its rows of the other blocks,
+        which hold an earlier pass's or step's values), and a second pass over a retained graph
         (``retain_graph=True``, gradcheck) gives the same gradients as the first. Passes are told
         apart by autograd's graph-task id (the private hook ``torch.utils.checkpoint`` uses for the
-        same purpose). ``out_grads`` starts at zero, so an unreached consumer's row is finite."""
+        same purpose)."""
         task = torch._C._current_graph_task_id()
         if task != self.backward_task:
             self.backward_task = task
             if self.weights is None:
-                self.out_grads = self.values.new_zeros((self.scores.shape[0], *self.first.shape))
-                self.weights = torch.zeros_like(self.scores)
-                self.out_dots = self.scores.new_zeros(self.scores[:, 0].shape)
-            else:
-                self.weights.zero_()
+                m = self.scores.shape[0]
+                self.out_grads = self._take("out_grads", (m, *self.first.shape), self.values, self.values.dtype)
+                self.weights = self._take("weights", self.scores.shape, self.scores, self.scores.dtype)
+                self.out_dots = self._take("out_dots", self.scores[:, 0].shape, self.scores, self.scores.dtype)
+            self.weights.zero_()
+            self.unrecorded = set(range(self.scores.shape[0]))
         assert self.out_grads is not None and self.out_dots is not None
+        self.unrecorded.discard(j)
         self.out_grads[j].copy_(g)
         self.weights[j, : alpha.shape[0]] = alpha
         torch.linalg.vecdot(out, g, out=self.out_dots[j])
@@ -176,6 +225,10 @@ class SourceBank:
         softmaxes, ``alpha_j (v . g_j - out_j . g_j)`` (m - first, ...). The C kernel reads each
         consumer's gradient once for both; elsewhere two embedding-bag kernels read it twice."""
         assert self.out_grads is not None and self.weights is not None and self.out_dots is not None
+        for j in [j for j in self.unrecorded if j >= first]:  # consumers the pass did not reach
+            self.out_grads[j].zero_()
+            self.out_dots[j].zero_()
+            self.unrecorded.discard(j)
         v, grads, out_dots = self.values[index], self.out_grads[first:], self.out_dots[first:]
         weights = self.weights[first:, index]
         if self.native:
@@ -368,19 +421,23 @@ class DepthStream:
     idea) and its inverse RMS is computed once; each consumer then reads its row of the bank's
     logit table.
 
+    ``buffers`` lend the bank its blocks; a model passes the same ones at every forward pass, so a
+    step reuses the blocks of the step before (by default the stream gets fresh ones).
+
     Its methods run eagerly under ``torch.compile`` (graph breaks between compiled sub-layers):
     the bank is state shared by autograd nodes and written in their backward, which a traced
     graph would not replay (the compiled gradients were wrong before this was added).
     """
 
     @torch.compiler.disable
-    def __init__(self, embedding: torch.Tensor, mixers: Sequence[DepthMixer], block_size: int, eps: float) -> None:
+    def __init__(self, embedding: torch.Tensor, mixers: Sequence[DepthMixer], block_size: int, eps: float,
+                 buffers: BankBuffers | None = None) -> None:
         self.mixers = mixers
         self.block_size = block_size
         self.eps = eps
         self.queries = torch.stack([m.query for m in mixers]) * torch.stack([m.gain for m in mixers])
         self.pos = 0  # index of the next consumer
-        self.bank = SourceBank(embedding, mixers[-1].n_sources, len(mixers))
+        self.bank = SourceBank(embedding, mixers[-1].n_sources, len(mixers), buffers or BankBuffers())
         self.markers: list[torch.Tensor] = []  # the finished sources' _Scores outputs
         self.partial: torch.Tensor | None = None
         self.n_partial = 0

@@ -1,9 +1,13 @@
 /* The source bank's pair kernels for the CPU (docs/attnres.md, "Memory and speed").
  *
  * Built and loaded by pair_kernel.py. Every array is contiguous and row-major; "token" runs over
- * all batch positions and tokens (T of them), "d" over channels. Each kernel is parallel over
- * tokens and walks a token's pairs in a fixed order, so its result does not depend on the number
- * of threads. The per-token work is compiled for AVX-512, AVX2 and plain x86-64 or the host's
+ * all batch positions and tokens (T of them), "d" over channels. The bank is larger than the
+ * cache, so the kernels are bound by memory traffic and are laid out for it: work is split into
+ * chunks of CHUNK tokens, whose rows of the output stay in cache while the kernel streams the
+ * chunk's rows of each source (or consumer gradient) in turn, GROUP of them at a time, so each
+ * input row is read once and the output row is updated once per GROUP inputs. Chunks run in
+ * parallel and each walks its inputs in a fixed order, so the result does not depend on the
+ * number of threads. The loops are compiled for AVX-512, AVX2 and plain x86-64 or the host's
  * baseline (target_clones), and the loader picks the one the CPU runs at load time.
  */
 #include <stdint.h>
@@ -14,24 +18,49 @@
 #define CLONES
 #endif
 
-/* out[t] = sum_i w[i][t] v[i][t] over k sources: each source row is read once. */
+#define CHUNK 32 /* tokens per chunk: 32 rows of 384 floats are 48 KB */
+#define GROUP 4  /* inputs read together per output update */
+
+#define FOR_CHUNKS(T, threads, BODY)                                                           \
+  _Pragma("omp parallel for schedule(static) num_threads(threads)")                            \
+  for (int64_t c = 0; c < ((T) + CHUNK - 1) / CHUNK; ++c) {                                    \
+    const int64_t t0 = c * CHUNK, t1 = t0 + CHUNK < (T) ? t0 + CHUNK : (T);                    \
+    BODY;                                                                                      \
+  }
+
+/* The inner loops, inlined with a constant n (GROUP, or 1 for the inputs left over) so that the
+ * compiler unrolls the group and vectorises over channels. */
+#define INLINE static inline __attribute__((always_inline))
+
+/* out[t] = sum_i w[i][t] v[i][t] over k sources. */
 #define WEIGHTED_SUM(NAME, REAL)                                                               \
-  CLONES static void NAME##_token(const REAL* v, const REAL* w, REAL* out, int64_t k,         \
-                                  int64_t T, int64_t d, int64_t t) {                          \
-    REAL* o = out + t * d;                                                                     \
-    const REAL a0 = w[t];                                                                      \
-    const REAL* v0 = v + t * d;                                                                \
-    for (int64_t x = 0; x < d; ++x) o[x] = a0 * v0[x];                                         \
-    for (int64_t i = 1; i < k; ++i) {                                                          \
-      const REAL a = w[i * T + t];                                                             \
-      const REAL* vi = v + (i * T + t) * d;                                                    \
-      for (int64_t x = 0; x < d; ++x) o[x] += a * vi[x];                                       \
+  INLINE void NAME##_rows(const REAL* v, const REAL* w, REAL* out, int64_t i, const int n,    \
+                          int64_t T, int64_t d, int64_t t0, int64_t t1) {                     \
+    for (int64_t t = t0; t < t1; ++t) {                                                        \
+      REAL* o = out + t * d;                                                                   \
+      const REAL* vi[GROUP];                                                                   \
+      REAL a[GROUP];                                                                           \
+      for (int u = 0; u < n; ++u) {                                                            \
+        vi[u] = v + ((i + u) * T + t) * d;                                                     \
+        a[u] = w[(i + u) * T + t];                                                             \
+      }                                                                                        \
+      for (int64_t x = 0; x < d; ++x) {                                                        \
+        REAL s = o[x];                                                                         \
+        for (int u = 0; u < n; ++u) s += a[u] * vi[u][x];                                      \
+        o[x] = s;                                                                              \
+      }                                                                                        \
     }                                                                                          \
+  }                                                                                            \
+  CLONES static void NAME##_chunk(const REAL* v, const REAL* w, REAL* out, int64_t k,         \
+                                  int64_t T, int64_t d, int64_t t0, int64_t t1) {             \
+    for (int64_t x = t0 * d; x < t1 * d; ++x) out[x] = 0;                                      \
+    int64_t i = 0;                                                                             \
+    for (; i + GROUP <= k; i += GROUP) NAME##_rows(v, w, out, i, GROUP, T, d, t0, t1);         \
+    for (; i < k; ++i) NAME##_rows(v, w, out, i, 1, T, d, t0, t1);                             \
   }                                                                                            \
   void NAME(const REAL* v, const REAL* w, REAL* out, int64_t k, int64_t T, int64_t d,         \
             int threads) {                                                                     \
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")                          \
-    for (int64_t t = 0; t < T; ++t) NAME##_token(v, w, out, k, T, d, t);                       \
+    FOR_CHUNKS(T, threads, NAME##_chunk(v, w, out, k, T, d, t0, t1))                           \
   }
 
 /* For one source v (T x d) and the m consumers that read it, with output gradients g[l]
@@ -41,29 +70,43 @@
  *   logit[l][t]  = w[l][t] (v[t] . g[l][t] - out_dots[l][t])  (through each softmax)
  * Each g[l][t] row is read once, for both. */
 #define SOURCE_GRADS(NAME, REAL)                                                               \
-  CLONES static void NAME##_token(const REAL* v, const REAL* g, const REAL* w,                 \
-                                  const REAL* out_dots, REAL* grad, REAL* logit, int64_t m,   \
-                                  int64_t T, int64_t d, int64_t t) {                          \
-    const REAL* vt = v + t * d;                                                                \
-    REAL* acc = grad + t * d;                                                                  \
-    for (int64_t x = 0; x < d; ++x) acc[x] = 0;                                                \
-    for (int64_t l = 0; l < m; ++l) {                                                          \
-      const REAL* gl = g + (l * T + t) * d;                                                    \
-      const REAL a = w[l * T + t];                                                             \
-      REAL dot = 0;                                                                            \
-      _Pragma("omp simd reduction(+ : dot)")                                                   \
-      for (int64_t x = 0; x < d; ++x) {                                                        \
-        dot += gl[x] * vt[x];                                                                  \
-        acc[x] += a * gl[x];                                                                   \
+  INLINE void NAME##_rows(const REAL* v, const REAL* g, const REAL* w, const REAL* out_dots,  \
+                          REAL* grad, REAL* logit, int64_t l, const int n, int64_t T,         \
+                          int64_t d, int64_t t0, int64_t t1) {                                \
+    for (int64_t t = t0; t < t1; ++t) {                                                        \
+      const REAL* vt = v + t * d;                                                              \
+      REAL* acc = grad + t * d;                                                                \
+      const REAL* gl[GROUP];                                                                   \
+      REAL a[GROUP], dot[GROUP];                                                               \
+      for (int u = 0; u < n; ++u) {                                                            \
+        gl[u] = g + ((l + u) * T + t) * d;                                                     \
+        a[u] = w[(l + u) * T + t];                                                             \
+        dot[u] = 0;                                                                            \
       }                                                                                        \
-      logit[l * T + t] = a * (dot - out_dots[l * T + t]);                                      \
+      for (int64_t x = 0; x < d; ++x) {                                                        \
+        REAL s = acc[x];                                                                       \
+        for (int u = 0; u < n; ++u) {                                                          \
+          dot[u] += gl[u][x] * vt[x];                                                          \
+          s += a[u] * gl[u][x];                                                                \
+        }                                                                                      \
+        acc[x] = s;                                                                            \
+      }                                                                                        \
+      for (int u = 0; u < n; ++u)                                                              \
+        logit[(l + u) * T + t] = a[u] * (dot[u] - out_dots[(l + u) * T + t]);                  \
     }                                                                                          \
+  }                                                                                            \
+  CLONES static void NAME##_chunk(const REAL* v, const REAL* g, const REAL* w,                 \
+                                  const REAL* out_dots, REAL* grad, REAL* logit, int64_t m,   \
+                                  int64_t T, int64_t d, int64_t t0, int64_t t1) {             \
+    for (int64_t x = t0 * d; x < t1 * d; ++x) grad[x] = 0;                                     \
+    int64_t l = 0;                                                                             \
+    for (; l + GROUP <= m; l += GROUP)                                                         \
+      NAME##_rows(v, g, w, out_dots, grad, logit, l, GROUP, T, d, t0, t1);                     \
+    for (; l < m; ++l) NAME##_rows(v, g, w, out_dots, grad, logit, l, 1, T, d, t0, t1);        \
   }                                                                                            \
   void NAME(const REAL* v, const REAL* g, const REAL* w, const REAL* out_dots, REAL* grad,    \
             REAL* logit, int64_t m, int64_t T, int64_t d, int threads) {                      \
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")                          \
-    for (int64_t t = 0; t < T; ++t)                                                            \
-      NAME##_token(v, g, w, out_dots, grad, logit, m, T, d, t);                                \
+    FOR_CHUNKS(T, threads, NAME##_chunk(v, g, w, out_dots, grad, logit, m, T, d, t0, t1))      \
   }
 
 WEIGHTED_SUM(arcal_weighted_sum_f32, float)

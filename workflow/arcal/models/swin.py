@@ -32,7 +32,14 @@ from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from arcal.models.attnres import AttnResBackbone, DepthMixer, DepthStream, consumer_source_counts, stack_block_size
+from arcal.models.attnres import (
+    AttnResBackbone,
+    BankBuffers,
+    DepthMixer,
+    DepthStream,
+    consumer_source_counts,
+    stack_block_size,
+)
 
 __all__ = ["MIN_STAGE_BLOCKS", "AttnResSwinTransformer"]
 
@@ -85,6 +92,7 @@ class AttnResSwinTransformer(AttnResBackbone, SwinTransformer):
             dim = stage.blocks[0].dim
             mixers += [DepthMixer(dim, n, name) for n, name in zip(counts, names + [f"layers.{s}.out"])]
         self.attnres = nn.ModuleList(mixers)
+        self.attnres_buffers = [BankBuffers() for _ in self.layers]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Patch embedding, the stages with the chosen residuals, final norm (NHWC output)."""
@@ -94,10 +102,10 @@ class AttnResSwinTransformer(AttnResBackbone, SwinTransformer):
             return super().forward_features(x)
         x = self.patch_embed(x)
         start = 0
-        for stage, block_size in zip(self.layers, self.attnres_stage_block_sizes):
+        for stage, block_size, buffers in zip(self.layers, self.attnres_stage_block_sizes, self.attnres_buffers):
             x = stage.downsample(x)
             stop = start + 2 * len(stage.blocks) + 1
-            stream = DepthStream(x, self.attnres[start:stop], block_size, self.attnres_eps)
+            stream = DepthStream(x, self.attnres[start:stop], block_size, self.attnres_eps, buffers)
             start = stop
             ckpt = stage.grad_checkpointing and self.training and not torch.jit.is_scripting()
             for blk in stage.blocks:

@@ -20,7 +20,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from arcal.models.attnres import AttnResBackbone, DepthMixer, DepthStream, consumer_source_counts
+from arcal.models.attnres import AttnResBackbone, BankBuffers, DepthMixer, DepthStream, consumer_source_counts
 
 __all__ = ["AttnResVisionTransformer"]
 
@@ -54,6 +54,7 @@ class AttnResVisionTransformer(AttnResBackbone, VisionTransformer):
         names = [f"blocks.{k}.{part}" for k in range(len(self.blocks)) for part in ("attn", "mlp")] + ["out"]
         counts = consumer_source_counts(2 * len(self.blocks), stream_bs)
         self.attnres = nn.ModuleList(DepthMixer(self.embed_dim, n, name) for n, name in zip(counts, names))
+        self.attnres_buffers = BankBuffers()
 
     def forward_features(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                          is_causal: bool = False) -> torch.Tensor:
@@ -66,7 +67,7 @@ class AttnResVisionTransformer(AttnResBackbone, VisionTransformer):
         x = self._pos_embed(x)
         x = self.patch_drop(x)
         x = self.norm_pre(x)
-        stream = DepthStream(x, self.attnres, self.attnres_block_size, self.attnres_eps)
+        stream = DepthStream(x, self.attnres, self.attnres_block_size, self.attnres_eps, self.attnres_buffers)
         ckpt = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
         for k, blk in enumerate(self.blocks):
             h = stream.mix()
