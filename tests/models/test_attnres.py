@@ -209,11 +209,6 @@ def test_compiled_model_has_the_eager_gradients(variant):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=lambda m: f"gradient of {name}: {m}")
 
 
-def bank_buffers(model):
-    """The BankBuffers of each AttnRes stack of ``model`` (one per Swin stage)."""
-    return model.attnres_buffers if isinstance(model.attnres_buffers, list) else [model.attnres_buffers]
-
-
 def train_step_grads(model, x, y):
     return torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), list(model.parameters()))
 
@@ -229,7 +224,7 @@ def test_each_step_reuses_the_blocks_of_the_step_before(substrate, img, chans):
         for m in model.attnres:
             m.query.normal_(0, 0.3)
     x, y = torch.randn(4, chans, img, img), torch.randint(0, 10, (4,))
-    stacks = bank_buffers(model)
+    stacks = model.attnres_buffers  # one per AttnRes stack: the ViT's, each Swin stage's
     first = train_step_grads(model, x, y)
     left = [{name: block.data_ptr() for name, block in b.spares.items()} for b in stacks]
     assert all(set(blocks) == {"values", "scores", "out_grads", "weights", "out_dots"} for blocks in left)
@@ -238,7 +233,7 @@ def test_each_step_reuses_the_blocks_of_the_step_before(substrate, img, chans):
     for a, b in zip(first, again):
         torch.testing.assert_close(b, a, rtol=0, atol=0)
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert all(not b.spares for b in bank_buffers(clone))
+        assert all(not b.spares for b in clone.attnres_buffers)
         for a, b in zip(first, train_step_grads(clone, x, y)):
             torch.testing.assert_close(b, a, rtol=0, atol=0)
 

@@ -285,7 +285,8 @@ def test_a_step_frees_its_graph_so_the_next_step_reuses_the_source_bank() -> Non
     model = create_model("vit_demo", "full", 10, 28, 1).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
-    spares = model.attnres_buffers.spares
+    (buffers,) = model.attnres_buffers
+    spares = buffers.spares
     kept = []
     for _ in range(2):
         loss, correct = train_mod._step(model, opt, x, y, 0.0, torch.device("cpu"))

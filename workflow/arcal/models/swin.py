@@ -92,7 +92,7 @@ class AttnResSwinTransformer(AttnResBackbone, SwinTransformer):
             dim = stage.blocks[0].dim
             mixers += [DepthMixer(dim, n, name) for n, name in zip(counts, names + [f"layers.{s}.out"])]
         self.attnres = nn.ModuleList(mixers)
-        self.attnres_buffers = [BankBuffers() for _ in self.layers]
+        self.attnres_buffers = [BankBuffers() for _ in self.layers]  # one per AttnRes stack (stage)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Patch embedding, the stages with the chosen residuals, final norm (NHWC output)."""

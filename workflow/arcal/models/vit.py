@@ -54,7 +54,7 @@ class AttnResVisionTransformer(AttnResBackbone, VisionTransformer):
         names = [f"blocks.{k}.{part}" for k in range(len(self.blocks)) for part in ("attn", "mlp")] + ["out"]
         counts = consumer_source_counts(2 * len(self.blocks), stream_bs)
         self.attnres = nn.ModuleList(DepthMixer(self.embed_dim, n, name) for n, name in zip(counts, names))
-        self.attnres_buffers = BankBuffers()
+        self.attnres_buffers = [BankBuffers()]  # one per AttnRes stack, as for Swin
 
     def forward_features(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                          is_causal: bool = False) -> torch.Tensor:
@@ -67,7 +67,7 @@ class AttnResVisionTransformer(AttnResBackbone, VisionTransformer):
         x = self._pos_embed(x)
         x = self.patch_drop(x)
         x = self.norm_pre(x)
-        stream = DepthStream(x, self.attnres, self.attnres_block_size, self.attnres_eps, self.attnres_buffers)
+        stream = DepthStream(x, self.attnres, self.attnres_block_size, self.attnres_eps, self.attnres_buffers[0])
         ckpt = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
         for k, blk in enumerate(self.blocks):
             h = stream.mix()
