@@ -156,6 +156,41 @@ def test_null_draws_are_uniform_over_slot_assignments():
     assert res.null_max.max() <= bound + 1e-12
 
 
+@pytest.mark.parametrize("feature", [[3.0, 1.0, 2.0, 6.0, 5.0, 4.0], [2.0, 1.0, 2.0, 2.0, 3.0, 1.0]],
+                         ids=["distinct", "tied"])
+def test_null_is_the_statistic_over_all_permutations_of_the_feature(feature):
+    """One bin of 6: the null draws follow the weighted gap of every one of the 720 orders of the
+    feature, computed from its definition (ties averaged over tie breaks, so a tied feature puts
+    fractional weights on more than the 4 third-slots)."""
+    c = np.array([0.61, 0.62, 0.63, 0.64, 0.65, 0.66])
+    z = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    r = np.array(feature)
+    exact = np.array([matched_gaps(c, z, r[list(p)], n_bins=1, min_bin=3).weighted_gap
+                      for p in itertools.permutations(range(6))])
+    res = permutation_test(c, z, r, n_bins=1, min_bin=3, n_perm=40000, seed=2, method="within-bin")
+    keys, expected = np.unique(np.round(exact, 9), return_counts=True)
+    observed = np.round(res.null, 9)
+    assert set(np.unique(observed)) <= set(keys)
+    counts = np.array([np.sum(observed == k) for k in keys])
+    assert stats.chisquare(counts, expected / expected.sum() * res.n_perm).pvalue > 1e-3
+
+
+def test_a_missing_compiler_says_what_to_do(monkeypatch, tmp_path, main_set):
+    from arcal import native
+    from arcal.calibration import permutation
+
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    permutation._slot_sums.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"could not build permutation_null\.c.*not found.*\$CC"):
+            permutation_test(main_set.conf, main_set.correct, main_set.route, n_perm=10)
+    finally:
+        permutation._slot_sums.cache_clear()
+    assert not list(tmp_path.glob("*.so"))
+
+
 def test_max_gap_has_its_own_null_and_pvalue(main_set):
     """With one bin the max gap is the weighted gap, so both nulls and p-values coincide; with
     several bins the max-gap p-value counts the max-gap null against the observed max gap."""

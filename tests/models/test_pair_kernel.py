@@ -5,6 +5,7 @@ a bad input, a bad setting or a missing compiler give."""
 import pytest
 import torch
 
+from arcal import native
 from arcal.models import pair_kernel
 
 
@@ -71,7 +72,7 @@ def test_the_setting_is_checked(monkeypatch):
 
 
 def test_a_missing_compiler_says_what_to_do(monkeypatch, tmp_path):
-    monkeypatch.setattr(pair_kernel, "_library", None)
+    monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(RuntimeError, match="could not build.*not found.*ARCAL_PAIR_KERNEL=torch"):
@@ -80,7 +81,7 @@ def test_a_missing_compiler_says_what_to_do(monkeypatch, tmp_path):
 
 
 def test_the_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(pair_kernel, "_library", None)
+    monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path))
     out = pair_kernel.weighted_sum(torch.ones(2, 3, 4), torch.full((2, 3), 0.5))
     torch.testing.assert_close(out, torch.ones(3, 4))

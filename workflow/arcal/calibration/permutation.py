@@ -26,14 +26,12 @@ statistic and p-values are NaN and ``ran`` is False; callers must report it as n
 How the null is drawn. Within a bin, gap_k = |sum_j omega_j e_(j)| where slot j is the j-th rank
 of the feature and omega_j its weight (gaps module). Permuting the feature over the members is
 the same as assigning the members to the slots by a uniformly random permutation, so the feature
-itself is never re-sorted: per bin and per chunk of B_c permutations, one (B_c, n_k) array of
-random integer keys whose low bits hold the member index is sorted row-wise (a value sort, which
-numpy does with SIMD), the low bits give the permutation, and a gather and a row sum per run of
-equal weight give the B_c gaps. Keys carry at least 19 random bits above the index; a row whose
-random parts tie across a boundary between slots of different weight is redrawn, so the
-assignment to weight blocks is exactly uniform (the redraw condition is symmetric in the members,
-and a tie inside a block changes nothing). Chunks bound memory (``chunk_elems`` keys per chunk)
-and each chunk has its own SFC64 generator spawned from ``seed``.
+itself is never re-sorted: per permutation, a partial Fisher-Yates shuffle fills the slots of
+non-zero weight (the top and bottom thirds, and tied slots that straddle their boundaries) with
+uniform picks among the members not yet placed, and sums omega_j times the pick. That is exactly uniform, ties or not, and costs one bounded
+random integer per weighted slot, where sorting random keys costs a sort of the whole bin. It runs
+in C (``permutation_null.c``, built on first use by :mod:`arcal.native`) on the random bits of one
+numpy SFC64 generator seeded from ``seed``, shared by the bins in turn.
 
 With a single bin the null is scipy's unstratified ``permutation_test`` (tested); with bins it is
 the within-group permutation of sklearn's ``permutation_test_score(groups=...)``.
@@ -41,10 +39,14 @@ the within-group permutation of sklearn's ``permutation_test_score(groups=...)``
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from ..native import library
 from ._validate import check_int
 from .confidence_map import cross_fitted_map
 from .gaps import BinDesign, MatchedGaps, matched_gaps, validate_gap_inputs
@@ -53,9 +55,8 @@ METHODS: tuple[str, ...] = ("residualised", "within-bin")
 """Test methods: the default first; "within-bin" is the paper's test."""
 CROSS_FIT_FOLDS = 5
 _TIE_RTOL = 100 * float(np.finfo(np.float64).eps)
-#: Keys sorted per block of permutations: 2^18 uint32 keys (1 MB) and their decoded indices stay in
-#: a core's L2 cache, which makes the sort and the gathers of large bins about a third faster.
-_BLOCK_KEYS = 1 << 16
+_KERNEL = Path(__file__).with_name("permutation_null.c")
+_FLAGS = ("-O3", "-ffp-contract=off")
 
 
 @dataclass(frozen=True)
@@ -83,63 +84,27 @@ class PermutationResult:
         return self.n_bins_used > 0
 
 
+@functools.cache
+def _slot_sums():
+    """The C kernel (permutation_null.c), built on first use."""
+    kernel = library(_KERNEL, _FLAGS).arcal_slot_sums
+    kernel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                       ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    kernel.restype = None
+    return kernel
+
+
 def _bin_gaps(design: BinDesign, rows: int, rng: np.random.Generator) -> np.ndarray:
     """|sum_j omega_j e_sigma(j)| for ``rows`` independent uniform permutations sigma."""
-    e, omega = design.residuals, design.omega
-    n = e.shape[0]
-    idx_bits = max(1, (n - 1).bit_length())
-    dtype = np.uint32 if idx_bits <= 13 else np.uint64  # >= 19 random bits above the index
-    mask = dtype((1 << idx_bits) - 1)
-    boundaries = np.flatnonzero(np.diff(omega) != 0)
-    # runs of equal non-zero weight (2 runs for a feature without ties, a few more with ties)
-    starts = np.concatenate(([0], boundaries + 1))
-    stops = np.concatenate((boundaries + 1, [n]))
-    runs = [(a, b, omega[a]) for a, b in zip(starts, stops) if omega[a] != 0]
-    slot_ids = np.arange(n, dtype=dtype)
-
-    def draw(k: int) -> np.ndarray:
-        words = -(-k * n * np.dtype(dtype).itemsize // 8)
-        keys = rng.bit_generator.random_raw(words).view(dtype)[: k * n].reshape(k, n)
-        keys &= ~mask
-        keys |= slot_ids
-        keys.sort(axis=1)
-        return keys
-
-    d = np.empty(rows)
-    block = max(1, _BLOCK_KEYS // n)  # keep a block's keys and indices in the L2 cache
-    for start in range(0, rows, block):
-        k = min(block, rows - start)
-        keys = draw(k)
-        while boundaries.size:
-            rand = keys[:, boundaries] >> dtype(idx_bits)
-            nxt = keys[:, boundaries + 1] >> dtype(idx_bits)
-            bad = np.flatnonzero((rand == nxt).any(axis=1))
-            if bad.size == 0:
-                break
-            keys[bad] = draw(bad.size)
-        # one gather-and-sum per run of equal weight (no BLAS call, so no OpenBLAS threads); only
-        # the weighted slots are decoded, straight into native indices (numpy gathers with a
-        # uint32 index array about three times slower than with intp)
-        acc = np.zeros(k)
-        for a, b, w in runs:
-            members = np.empty((k, b - a), dtype=np.intp)
-            np.bitwise_and(keys[:, a:b], mask, out=members, casting="unsafe")
-            acc += w * e[members].sum(axis=1)
-        d[start:start + k] = acc
-    return np.abs(d)
-
-
-def _null_chunk(
-    designs: tuple[BinDesign, ...], rows: int, seed: np.random.SeedSequence
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted-gap and max-gap statistics of ``rows`` permutations."""
-    rng = np.random.Generator(np.random.SFC64(seed))  # the fastest raw bits numpy ships
-    weighted, largest = np.zeros(rows), np.zeros(rows)
-    for design in designs:
-        gap = _bin_gaps(design, rows, rng)
-        weighted += design.weight * gap
-        np.maximum(largest, gap, out=largest)
-    return weighted, largest
+    weighted = np.flatnonzero(design.omega)
+    omega = np.ascontiguousarray(design.omega[weighted])
+    members = design.residuals.copy()  # the kernel shuffles it in place
+    sums = np.empty(rows)
+    bits = rng.bit_generator
+    with bits.lock:  # numpy's rule for code that draws from a bit generator's C interface
+        _slot_sums()(bits.ctypes.bit_generator, members.ctypes.data, members.shape[0],
+                     omega.ctypes.data, omega.shape[0], rows, sums.ctypes.data)
+    return np.abs(sums)
 
 
 def _pvalue(null: np.ndarray, observed: float) -> float:
@@ -165,30 +130,28 @@ def permutation_test(
     n_perm: int = 10_000,
     seed: int = 0,
     method: str = "residualised",
-    chunk_elems: int = 1 << 22,
 ) -> PermutationResult:
     """Within-bin permutation test of the weighted (and max) matched gap of ``feature``;
     ``method`` is "residualised" (default) or "within-bin" (the paper's; module docstring).
 
-    Deterministic for fixed ``seed`` and ``chunk_elems``.
+    Deterministic for a fixed ``seed``.
     """
     if method not in METHODS:
         raise ValueError(f"method: unknown test {method!r}; use one of {METHODS}")
     c, z, r, n_bins, min_bin = validate_gap_inputs(conf, correct, feature, n_bins, min_bin)
     n_perm = check_int(n_perm, "n_perm", 1)
-    chunk_elems = check_int(chunk_elems, "chunk_elems", 1)
     check_int(seed, "seed", 0)
     reference = residual_reference(c, z, method, seed)
     gaps = matched_gaps(c, z, r, n_bins=n_bins, min_bin=min_bin, reference=reference)
     if gaps.n_bins_used == 0:
         nan = float("nan")
         return PermutationResult(nan, nan, np.empty(0), n_perm, nan, nan, 0, gaps, method)
-    rows = max(1, min(n_perm, chunk_elems // max(1, gaps.n_used)))
-    sizes = [min(rows, n_perm - s) for s in range(0, n_perm, rows)]
-    seeds = np.random.SeedSequence(seed).spawn(len(sizes))
-    chunks = [_null_chunk(gaps.designs, k, s) for k, s in zip(sizes, seeds)]
-    null = np.concatenate([w for w, _ in chunks])
-    null_max = np.concatenate([m for _, m in chunks])
+    rng = np.random.Generator(np.random.SFC64(seed))  # the fastest raw bits numpy ships
+    null, null_max = np.zeros(n_perm), np.zeros(n_perm)
+    for design in gaps.designs:
+        gap = _bin_gaps(design, n_perm, rng)
+        null += design.weight * gap
+        np.maximum(null_max, gap, out=null_max)
     return PermutationResult(
         gaps.weighted_gap, _pvalue(null, gaps.weighted_gap), null, n_perm, gaps.max_gap,
         gaps.weighted_gap, gaps.n_bins_used, gaps, method, _pvalue(null_max, gaps.max_gap),

@@ -8,32 +8,26 @@ single operation that takes both backward reductions from one read of each gradi
 each (:func:`weighted_sum`). Elsewhere (a GPU, or ``ARCAL_PAIR_KERNEL=torch``) the bank uses
 PyTorch's embedding-bag kernels for the same sums.
 
-The C file is compiled on first use with the system's C compiler (``$CC``, else ``cc``) into
-``$ARCAL_KERNEL_CACHE`` (default ``~/.cache/arcal``), under a name that hashes the source, the
-flags and the machine type, so concurrent jobs share one build (the first to finish renames its
-library into place) and an edit rebuilds it. It runs on the OpenMP runtime
-PyTorch already loaded, with ``torch.get_num_threads()`` threads.
+The C file is built on first use (:mod:`arcal.native`: ``$CC``, ``$ARCAL_KERNEL_CACHE``) and
+runs on the OpenMP runtime PyTorch already loaded, with ``torch.get_num_threads()`` threads.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ..native import library
 
 __all__ = ["KERNELS", "native", "source_grads", "weighted_sum"]
 
 KERNELS = ("native", "torch")
 _SOURCE = Path(__file__).with_name("pair_kernel.c")
-_FLAGS = ["-O3", "-fopenmp", "-shared", "-fPIC"]
+_FLAGS = ("-O3", "-fopenmp")
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_library: ctypes.CDLL | None = None
 
 
 def _choice() -> str:
@@ -51,41 +45,10 @@ def native(t: torch.Tensor) -> bool:
     return KERNEL == "native" and t.device.type == "cpu" and t.dtype in _SUFFIX
 
 
-def _build(target: Path) -> None:
-    compiler = os.environ.get("CC", "cc")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        partial = Path(tmp) / target.name
-        cmd = [compiler, *_FLAGS, str(_SOURCE), "-o", str(partial)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True)
-        except FileNotFoundError:
-            done = None
-        if done is None or done.returncode != 0:
-            why = "not found" if done is None else done.stderr.strip()
-            raise RuntimeError(
-                f"could not build the AttnRes pair kernels ({' '.join(cmd)}): {why}. Install a C "
-                "compiler with OpenMP (e.g. Debian's gcc) or name one in $CC, or set "
-                "ARCAL_PAIR_KERNEL=torch to use PyTorch's kernels (slower on the CPU)"
-            )
-        os.replace(partial, target)  # atomic: a concurrent job sees the whole library or none
-
-
-def _load() -> ctypes.CDLL:
-    global _library
-    if _library is None:
-        built_for = f"{platform.machine()} {' '.join(_FLAGS)}".encode()
-        key = hashlib.sha256(_SOURCE.read_bytes() + built_for).hexdigest()[:16]
-        cache = Path(os.environ.get("ARCAL_KERNEL_CACHE", Path.home() / ".cache" / "arcal"))
-        target = cache / f"pair_kernel-{key}.so"
-        if not target.exists():
-            _build(target)
-        _library = ctypes.CDLL(str(target))
-    return _library
-
-
 def _kernel(name: str, dtype: torch.dtype):
-    return getattr(_load(), f"arcal_{name}_{_SUFFIX[dtype]}")
+    kernels = library(_SOURCE, _FLAGS, ", or set ARCAL_PAIR_KERNEL=torch to use PyTorch's kernels "
+                                       "(slower on the CPU)")
+    return getattr(kernels, f"arcal_{name}_{_SUFFIX[dtype]}")
 
 
 def _ptr(t: torch.Tensor, like: torch.Tensor) -> ctypes.c_void_p:
