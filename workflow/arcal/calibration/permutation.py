@@ -28,10 +28,11 @@ of the feature and omega_j its weight (gaps module). Permuting the feature over 
 the same as assigning the members to the slots by a uniformly random permutation, so the feature
 itself is never re-sorted: per permutation, a partial Fisher-Yates shuffle fills the slots of
 non-zero weight (the top and bottom thirds, and tied slots that straddle their boundaries) with
-uniform picks among the members not yet placed, and sums omega_j times the pick. That is exactly uniform, ties or not, and costs one bounded
-random integer per weighted slot, where sorting random keys costs a sort of the whole bin. It runs
-in C (``permutation_null.c``, built on first use by :mod:`arcal.native`) on the random bits of one
-numpy SFC64 generator seeded from ``seed``, shared by the bins in turn.
+uniform picks among the members not yet placed, and sums omega_j times the pick. That is exactly
+uniform, ties or not, and costs one bounded random integer per weighted slot, where sorting random
+keys costs a sort of the whole bin. It runs in C (``permutation_null.c``, built on first use by
+:mod:`arcal.native`) on the random bits of one numpy SFC64 generator seeded from ``seed``, which
+the bins draw from in turn.
 
 With a single bin the null is scipy's unstratified ``permutation_test`` (tested); with bins it is
 the within-group permutation of sklearn's ``permutation_test_score(groups=...)``.
@@ -97,8 +98,8 @@ def _slot_sums():
 def _bin_gaps(design: BinDesign, rows: int, rng: np.random.Generator) -> np.ndarray:
     """|sum_j omega_j e_sigma(j)| for ``rows`` independent uniform permutations sigma."""
     weighted = np.flatnonzero(design.omega)
-    omega = np.ascontiguousarray(design.omega[weighted])
-    members = design.residuals.copy()  # the kernel shuffles it in place
+    omega = np.ascontiguousarray(design.omega[weighted], dtype=np.float64)
+    members = np.array(design.residuals, dtype=np.float64, order="C")  # the kernel shuffles it
     sums = np.empty(rows)
     bits = rng.bit_generator
     with bits.lock:  # numpy's rule for code that draws from a bit generator's C interface
