@@ -102,7 +102,10 @@ rule all:
 # Before the first job: what the jobs about to run need (models that build, data, LaTeX, CUDA).
 onstart:
     for warning in checks.check_environment(
-        config, workflow.dag.needrun_jobs(), workflow.local_exec
+        config,
+        workflow.dag.needrun_jobs(),
+        workflow.local_exec,
+        conda=any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method),
     ):
         logger.warning(f"arcal: {warning}")
 

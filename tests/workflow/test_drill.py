@@ -278,6 +278,22 @@ def test_missing_latex_stops_a_paper_build_before_any_training(repo, tmp_path) -
     assert ran_no_job(result, repo)
 
 
+def test_a_missing_c_compiler_stops_the_run_before_any_training(
+    repo, tmp_path, monkeypatch
+) -> None:
+    """The permutation tests' kernel is built before the first job, not after the training."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path / "kernels"))
+    result = snakemake(repo, "--configfile", override(repo, ONE_CELL))
+    assert result.returncode != 0
+    assert re.search(
+        r"the permutation tests need their C kernel, and could not build permutation_null\.c",
+        result.output,
+    ), result.output[-3000:]
+    assert "Install a C compiler" in result.output
+    assert ran_no_job(result, repo)
+
+
 def test_analysis_command_lines_read_settings_in_the_configs_shape(repo, tmp_path) -> None:
     """Every stage CLI reads --settings like config.yaml; a bare block is named, not a KeyError."""
     from arcal.io import DUMP_KEYS, atomic_save_npz

@@ -20,10 +20,12 @@ Two stages, because the Snakefile is parsed on every invocation, dry-runs includ
   left to the job) and every cell's training settings pass `TrainConfig.validate`; the data is
   where the config says, and npz labels pass the loader's checks; existing splits and manifest
   files are readable; `latexmk` and `pdflatex` are installed when the paper is built; CUDA is
-  visible when a `device: cuda` job runs here.
+  visible when a `device: cuda` job runs here; the permutation tests' C kernel builds when a job
+  that runs them is about to (it is built once per machine, so later runs only load it).
 
 What runs on cluster nodes (the executor is not local) cannot be checked from the login node:
-there a missing CUDA device or data folder is a warning, not an error. LaTeX is always checked,
+there a missing CUDA device or data folder is a warning, not an error. So is a C compiler missing
+here when jobs run in conda environments, which bring their own. LaTeX is always checked,
 because the paper is a local rule.
 """
 
@@ -55,6 +57,8 @@ KNOWN_GEOMETRY = {
 }
 FASHION_MNIST_DEBIAN = "/usr/share/datasets/fashion-mnist"  # = arcal.data.FASHION_MNIST_DEBIAN
 GPU_RULES = ("train", "dump", "dump_ensemble")
+# Rules whose jobs run permutation tests, and so build or load their C kernel.
+PERMUTATION_RULES = ("permutation", "planted", "audit")
 
 
 class ConfigError(ValueError):
@@ -312,23 +316,30 @@ class Findings:
     warnings: list[str]
 
 
-def check_environment(config: dict, jobs: Iterable[Any], local: bool) -> list[str]:
+def check_environment(
+    config: dict, jobs: Iterable[Any], local: bool, conda: bool = False
+) -> list[str]:
     """Raise ConfigError listing the errors `environment_problems` finds for the Snakemake jobs
     about to run; return its warnings."""
     jobs = list(jobs)
     rules = {job.rule.name for job in jobs}
     outputs = {str(f) for job in jobs for f in job.output}
-    found = environment_problems(config, rules, outputs, local)
+    found = environment_problems(config, rules, outputs, local, conda)
     if found.errors:
         raise ConfigError(found.errors, "run")
     return found.warnings
 
 
-def environment_problems(config: dict, rules: set[str], outputs: set[str], local: bool) -> Findings:
+def environment_problems(
+    config: dict, rules: set[str], outputs: set[str], local: bool, conda: bool = False
+) -> Findings:
     """Problems of the jobs about to run (their rule names and output files), here or (`local`
-    False) on cluster nodes: models, data, splits files, LaTeX, CUDA (see the module docstring
-    for what is an error where)."""
+    False) on cluster nodes, in this environment or (`conda`) in those of envs/: models, data,
+    splits files, LaTeX, CUDA, the permutation kernel (see the module docstring for what is an
+    error where)."""
     found = Findings([], [])
+    if rules & set(PERMUTATION_RULES):
+        (found.errors if local and not conda else found.warnings).extend(_kernel_problems())
     if rules & set(GPU_RULES):
         found.errors += model_problems(config)
         found.errors += _split_file_problems(config, outputs)
@@ -348,6 +359,17 @@ def environment_problems(config: dict, rules: set[str], outputs: set[str], local
                 "build a figure or table target instead of the PDF"
             )
     return found
+
+
+def _kernel_problems() -> list[str]:
+    """The permutation tests' C kernel builds (or is built) here."""
+    from arcal.calibration.permutation import null_kernel
+
+    try:
+        null_kernel()
+    except RuntimeError as error:
+        return [f"the permutation tests need their C kernel, and {error}"]
+    return []
 
 
 def model_problems(config: dict) -> list[str]:

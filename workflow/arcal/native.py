@@ -26,16 +26,16 @@ def _build(source: Path, flags: tuple[str, ...], target: Path, remedy: str) -> N
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
-        cmd = [compiler, *flags, "-shared", "-fPIC", str(source), "-o", str(partial)]
+        cmd = [compiler, *flags, "-shared", "-fPIC", str(source), "-o"]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            done = subprocess.run([*cmd, str(partial)], capture_output=True, text=True)
         except FileNotFoundError:
             done = None
         if done is None or done.returncode != 0:
             why = "not found" if done is None else done.stderr.strip()
             raise RuntimeError(
-                f"could not build {source.name} ({' '.join(cmd)}): {why}. Install a C compiler "
-                f"(e.g. Debian's gcc) or name one in $CC{remedy}"
+                f"could not build {source.name} ({' '.join(cmd)} {target}): {why}. Install a C "
+                f"compiler (e.g. Debian's gcc) or name one in $CC{remedy}"
             )
         os.replace(partial, target)  # atomic: a concurrent job sees the whole library or none
 

@@ -86,8 +86,8 @@ class PermutationResult:
 
 
 @functools.cache
-def _slot_sums():
-    """The C kernel (permutation_null.c), built on first use."""
+def null_kernel():
+    """The C kernel (permutation_null.c), built on first use (RuntimeError if it cannot be)."""
     kernel = library(_KERNEL, _FLAGS).arcal_slot_sums
     kernel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
@@ -103,7 +103,7 @@ def _bin_gaps(design: BinDesign, rows: int, rng: np.random.Generator) -> np.ndar
     sums = np.empty(rows)
     bits = rng.bit_generator
     with bits.lock:  # numpy's rule for code that draws from a bit generator's C interface
-        _slot_sums()(bits.ctypes.bit_generator, members.ctypes.data, members.shape[0],
+        null_kernel()(bits.ctypes.bit_generator, members.ctypes.data, members.shape[0],
                      omega.ctypes.data, omega.shape[0], rows, sums.ctypes.data)
     return np.abs(sums)
 
