@@ -99,7 +99,8 @@ rule all:
         expand("results/audits/{name}/report.html", name=AUDITS),
 
 
-# Before the first job: what the jobs about to run need (models that build, data, LaTeX, CUDA).
+# Before the first job: what the jobs about to run need (models that build, data, LaTeX, CUDA,
+# the permutation tests' C kernel).
 onstart:
     for warning in checks.check_environment(
         config,

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test directory: the repository root, its configs, a clean copy."""
+"""Fixtures shared by every test directory: the repository root, its configs, a clean copy, an
+empty cache for the C kernels."""
 
 import os
 import shutil
@@ -95,3 +96,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (the Slurm executor plugin asks when Snakemake loads it; README, "Trying it locally"), so on
     a fresh machine each Snakemake run of the tests collected after them would pay that wait."""
     items.sort(key=lambda item: item.path.name == "test_local_cluster.py")  # stable: others keep order
+
+
+@pytest.fixture
+def kernel_cache(monkeypatch, tmp_path) -> Path:
+    """An empty cache for arcal's C kernels (arcal.native), with none loaded in this process."""
+    from arcal import native
+
+    monkeypatch.setattr(native, "_loaded", {})
+    cache = tmp_path / "kernels"
+    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def no_compiler(kernel_cache, monkeypatch, tmp_path) -> Path:
+    """``kernel_cache``, with $CC naming a compiler that does not exist."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    return kernel_cache

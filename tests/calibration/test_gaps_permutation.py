@@ -178,20 +178,10 @@ def test_null_is_the_statistic_over_all_permutations_of_the_feature(feature):
     assert stats.chisquare(counts, expected / expected.sum() * res.n_perm).pvalue > 1e-3
 
 
-def test_a_missing_compiler_says_what_to_do(monkeypatch, tmp_path, main_set):
-    from arcal import native
-    from arcal.calibration import permutation
-
-    monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    permutation.null_kernel.cache_clear()
-    try:
-        with pytest.raises(RuntimeError, match=r"could not build permutation_null\.c.*not found"):
-            permutation_test(main_set.conf, main_set.correct, main_set.route, n_perm=10)
-    finally:
-        permutation.null_kernel.cache_clear()
-    assert not list(tmp_path.glob("*.so"))
+def test_a_missing_compiler_says_what_to_do(no_compiler, main_set):
+    with pytest.raises(RuntimeError, match=r"could not build permutation_null\.c.*not found"):
+        permutation_test(main_set.conf, main_set.correct, main_set.route, n_perm=10)
+    assert not list(no_compiler.glob("*.so"))
 
 
 def test_max_gap_has_its_own_null_and_pvalue(main_set):

@@ -5,7 +5,6 @@ a bad input, a bad setting or a missing compiler give."""
 import pytest
 import torch
 
-from arcal import native
 from arcal.models import pair_kernel
 
 
@@ -71,19 +70,14 @@ def test_the_setting_is_checked(monkeypatch):
     assert not pair_kernel.native(torch.zeros(1))
 
 
-def test_a_missing_compiler_says_what_to_do(monkeypatch, tmp_path):
-    monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+def test_a_missing_compiler_says_what_to_do(no_compiler):
     with pytest.raises(RuntimeError, match="could not build.*not found.*ARCAL_PAIR_KERNEL=torch"):
         pair_kernel.weighted_sum(torch.zeros(1, 2, 3), torch.zeros(1, 2))
-    assert not list((tmp_path / "cache").glob("*.so"))  # no partial library left to be loaded
+    assert not list(no_compiler.glob("*.so"))  # no partial library left to be loaded
 
 
-def test_the_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path))
+def test_the_library_is_built_once_into_the_cache(kernel_cache):
     out = pair_kernel.weighted_sum(torch.ones(2, 3, 4), torch.full((2, 3), 0.5))
     torch.testing.assert_close(out, torch.ones(3, 4))
-    assert [p.name for p in tmp_path.iterdir()] == [p.name for p in tmp_path.glob("pair_kernel-*.so")]
-    assert len(list(tmp_path.iterdir())) == 1
+    assert [p.name for p in kernel_cache.iterdir()] == [p.name for p in kernel_cache.glob("pair_kernel-*.so")]
+    assert len(list(kernel_cache.iterdir())) == 1

@@ -93,24 +93,14 @@ def test_only_what_runs_is_checked(test_config, monkeypatch) -> None:
 
 
 def test_a_missing_compiler_stops_permutation_jobs_before_they_start(
-    test_config, monkeypatch, tmp_path
+    test_config, monkeypatch, no_compiler
 ) -> None:
     """The permutation null's C kernel is built before the first job; without a compiler that is
     an error here, and a warning for cluster jobs or conda environments (they bring their own)."""
-    from arcal import native
-    from arcal.calibration import permutation
-
-    monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    permutation.null_kernel.cache_clear()
-    try:
-        local = checks.environment_problems(test_config, {"planted"}, set(), local=True)
-        cluster = checks.environment_problems(test_config, {"permutation"}, set(), local=False)
-        conda = checks.environment_problems(test_config, {"audit"}, set(), local=True, conda=True)
-        unrelated = checks.environment_problems(test_config, {"figure"}, set(), local=True)
-    finally:
-        permutation.null_kernel.cache_clear()
+    local = checks.environment_problems(test_config, {"planted"}, set(), local=True)
+    cluster = checks.environment_problems(test_config, {"permutation"}, set(), local=False)
+    conda = checks.environment_problems(test_config, {"audit"}, set(), local=True, conda=True)
+    unrelated = checks.environment_problems(test_config, {"figure"}, set(), local=True)
     (problem,) = local.errors
     assert problem.startswith("the permutation tests need their C kernel, and could not build")
     assert "Install a C compiler" in problem
@@ -118,7 +108,6 @@ def test_a_missing_compiler_stops_permutation_jobs_before_they_start(
     assert not cluster.errors and not conda.errors and unrelated == checks.Findings([], [])
     monkeypatch.delenv("CC")
     assert checks.environment_problems(test_config, {"planted"}, set(), local=True).errors == []
-    permutation.null_kernel.cache_clear()
 
 
 def test_every_cells_training_settings_pass_the_runtime_validation(test_config) -> None:

@@ -278,12 +278,8 @@ def test_missing_latex_stops_a_paper_build_before_any_training(repo, tmp_path) -
     assert ran_no_job(result, repo)
 
 
-def test_a_missing_c_compiler_stops_the_run_before_any_training(
-    repo, tmp_path, monkeypatch
-) -> None:
+def test_a_missing_c_compiler_stops_the_run_before_any_training(repo, no_compiler) -> None:
     """The permutation tests' kernel is built before the first job, not after the training."""
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    monkeypatch.setenv("ARCAL_KERNEL_CACHE", str(tmp_path / "kernels"))
     result = snakemake(repo, "--configfile", override(repo, ONE_CELL))
     assert result.returncode != 0
     assert re.search(

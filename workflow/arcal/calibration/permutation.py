@@ -41,7 +41,6 @@ the within-group permutation of sklearn's ``permutation_test_score(groups=...)``
 from __future__ import annotations
 
 import ctypes
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,9 +84,9 @@ class PermutationResult:
         return self.n_bins_used > 0
 
 
-@functools.cache
 def null_kernel():
-    """The C kernel (permutation_null.c), built on first use (RuntimeError if it cannot be)."""
+    """The C kernel (permutation_null.c), built on first use (RuntimeError if it cannot be) and
+    loaded once per process by :mod:`arcal.native`."""
     kernel = library(_KERNEL, _FLAGS).arcal_slot_sums
     kernel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
