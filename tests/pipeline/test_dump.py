@@ -219,11 +219,40 @@ def test_fashion_mnist_end_to_end_through_the_command_lines(tmp_path) -> None:
     assert json.loads((tmp_path / "data" / "manifest.json").read_text())["sizes"]["train"] == 1000
 
 
-def test_dump_ensemble_writes_only_the_ensemble(trained, tmp_path) -> None:
-    from arcal.dump import dump_ensemble
+def test_the_final_snapshot_is_not_evaluated_again(trained, tmp_path, monkeypatch) -> None:
+    """The run ends on a snapshot epoch (3), so the ensemble of epochs 2 and 3 takes epoch 3's
+    predictions from the final model's pass: per split, one pass of the final model and one of
+    snapshot 2, and dumps byte-identical to those of evaluating every snapshot."""
+    import arcal.dump
 
-    written = dump_ensemble(trained["full"] / "model.pt", None, tmp_path, 2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib_ensemble.npz", "test_ensemble.npz"]
-    assert set(written) == {"calib_ensemble", "test_ensemble"}
-    with pytest.raises(ValueError, match="k=0"):
-        dump_ensemble(trained["full"] / "model.pt", None, tmp_path, 0)
+    passes = []
+    predict = arcal.dump._predict
+
+    def counted(model, *args):
+        passes.append(model)
+        return predict(model, *args)
+
+    monkeypatch.setattr(arcal.dump, "_predict", counted)
+    dump(trained["full"] / "model.pt", None, tmp_path / "reused", ensemble_k=2)
+    assert len(passes) == 4  # (final, snapshot 2) x (calib, test)
+    monkeypatch.setattr(arcal.dump, "same_weights", lambda a, b: False)
+    dump(trained["full"] / "model.pt", None, tmp_path / "all", ensemble_k=2)
+    assert len(passes) == 4 + 6
+    for name in ("calib", "test", "calib_ensemble", "test_ensemble"):
+        with (
+            np.load(tmp_path / "reused" / f"{name}.npz") as za,
+            np.load(tmp_path / "all" / f"{name}.npz") as zb,
+        ):
+            assert za.files == zb.files
+            for key in za.files:
+                assert za[key].tobytes() == zb[key].tobytes(), (name, key)
+
+
+def test_same_weights_tells_snapshots_apart(trained) -> None:
+    from arcal.dump import same_weights
+
+    run = trained["full"]
+    final, _ = load_model(run / "model.pt", "cpu")
+    last, _ = load_model(run / "snapshots" / "epoch3.pt", "cpu")
+    earlier, _ = load_model(run / "snapshots" / "epoch2.pt", "cpu")
+    assert same_weights(final, last) and not same_weights(final, earlier)

@@ -55,9 +55,10 @@ def test_paper_grid_dry_run_through_slurm_profile(paper_dry_run, load_config, jo
     cells = grid.cells(config)
     routed = grid.routed_cells(config)
     assert counts["train"] == len(cells) == 56
-    assert counts["dump"] == len(cells)
+    temporal = grid.temporal_cells(config)
+    assert counts["dump_with_ensemble"] == len(temporal) > 0  # one dump job per cell
+    assert counts["dump"] == len(cells) - len(temporal)
     assert counts["probes"] == counts["bandwidth"] == len(routed)
-    assert counts["dump_ensemble"] == len(grid.temporal_cells(config))
     assert counts["paper"] == 1
     assert "finetune" in result.stdout and "checkpoint is not set" in result.stdout
 
@@ -78,7 +79,7 @@ def test_paper_grid_dry_run_shows_each_rules_slurm_requests(paper_dry_run, load_
     requests = dry_run_resources(paper_dry_run.stdout)
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     wanted = load_config()["resources"]
-    gpu_rules = {"train": "train", "dump": "dump", "dump_ensemble": "dump"}
+    gpu_rules = {"train": "train", "dump": "dump", "dump_with_ensemble": "dump"}
     for rule, got in requests.items():
         group = gpu_rules.get(rule)
         if group:  # --gpus, --cpus-per-task, --mem, -t on the GPU partition
@@ -100,6 +101,7 @@ def test_demo_grid_dry_run(job_counts):
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
     assert counts["train"] == 18
+    assert counts["dump"] == counts["dump_with_ensemble"] == 9  # vit_demo is the temporal pilot
     assert counts["probes"] == 12
 
 

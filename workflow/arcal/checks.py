@@ -56,7 +56,7 @@ KNOWN_GEOMETRY = {
     "tiny-imagenet": (64, 3, 200),
 }
 FASHION_MNIST_DEBIAN = "/usr/share/datasets/fashion-mnist"  # = arcal.data.FASHION_MNIST_DEBIAN
-GPU_RULES = ("train", "dump", "dump_ensemble")
+GPU_RULES = ("train", "dump", "dump_with_ensemble")
 # Rules whose jobs run permutation tests, and so build or load their C kernel.
 PERMUTATION_RULES = ("permutation", "planted", "audit")
 

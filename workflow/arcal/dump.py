@@ -12,7 +12,9 @@ Every dump, baselines included, also holds the attention trace (`A`, `attn_entro
 Temporal pilot: with `ensemble_k = K > 0` it also writes `{split}_ensemble.npz` from the last K
 snapshots of the run: logits = log of the snapshots' softmax probabilities averaged, routing
 summaries (H, V, H_cls) and attention entropies (A) averaged over the snapshots, and r_agg /
-depth_var / attn_entropy their means over consumers (layers).
+depth_var / attn_entropy their means over consumers (layers). A snapshot with the final model's
+weights (the last one, when the run ends on a snapshot epoch) is not evaluated again: its
+predictions are the final model's.
 
 Command line:
     python -m arcal.dump --model results/train/<cell>/model.pt \
@@ -204,11 +206,9 @@ def dump(
     batch_size: int | None = None,
     device: str = "auto",
     threads: int | None = None,
-    final: bool = True,
 ) -> dict[str, Path]:
     """Write `calib.npz`, `test.npz`, `routing_profile.npz` (and `*_ensemble.npz` when
     `ensemble_k` > 0) for the model in `model_path` into `out_dir`; return the written paths.
-    `final=False` skips the final model's files (only the ensemble is dumped).
 
     The dataset comes from the model's train config (`data_root` overrides its root). Without
     `splits_path` (standalone use) the official test split is halved into calib and test.
@@ -220,22 +220,14 @@ def dump(
     dev = resolve_device(device)
     with deterministic(dev):
         return _dump(
-            Path(model_path), splits_path, Path(out_dir), ensemble_k, data_root, batch_size, dev,
-            final,
+            Path(model_path), splits_path, Path(out_dir), ensemble_k, data_root, batch_size, dev
         )
 
 
-def dump_ensemble(
-    model_path: str | os.PathLike,
-    splits_path: str | os.PathLike | None,
-    out_dir: str | os.PathLike,
-    k: int,
-    **options: Any,
-) -> dict[str, Path]:
-    """Only the temporal pilot's `calib_ensemble.npz` and `test_ensemble.npz` (last `k` snapshots)."""
-    if k < 1:
-        raise ValueError(f"k={k}: an ensemble needs at least one snapshot")
-    return dump(model_path, splits_path, out_dir, ensemble_k=k, final=False, **options)
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two models of one run hold equal parameters and buffers (so equal outputs)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def _dump(
@@ -246,7 +238,6 @@ def _dump(
     data_root: str | None,
     batch_size: int | None,
     dev: torch.device,
-    final: bool,
 ) -> dict[str, Path]:
     model, record = load_model(model_path, dev)
     tc = record["train_config"]
@@ -259,20 +250,22 @@ def _dump(
     bs = batch_size or tc["eval_batch_size"]
     written: dict[str, Path] = {}
     ensemble = ensemble_members(model_path, record, ensemble_k, dev) if ensemble_k else []
+    is_final = [same_weights(m, model) for m, _ in ensemble]
     for split in SPLITS:
         idx = torch.from_numpy(splits[split])
         x, labels = ds.x_test[idx], ds.y_test[idx].numpy()
-        if final:
-            pred, attention = _predict(model, x, record, bs, dev)
-            meta = _meta(record, ds, split, pred.logits, labels)
-            written[split] = _save(
-                out / f"{split}.npz", _arrays(pred.logits, labels, pred.routing, meta, attention)
-            )
-            if split == "test":
-                written["routing_profile"] = out / "routing_profile.npz"
-                atomic_save_npz(written["routing_profile"], **routing_profile(pred.routing))
+        final = _predict(model, x, record, bs, dev)
+        pred, attention = final
+        meta = _meta(record, ds, split, pred.logits, labels)
+        written[split] = _save(
+            out / f"{split}.npz", _arrays(pred.logits, labels, pred.routing, meta, attention)
+        )
+        if split == "test":
+            written["routing_profile"] = out / "routing_profile.npz"
+            atomic_save_npz(written["routing_profile"], **routing_profile(pred.routing))
         if ensemble:
-            runs = [_predict(m, x, r, bs, dev) for m, r in ensemble]
+            runs = [final if same else _predict(m, x, r, bs, dev)
+                    for (m, r), same in zip(ensemble, is_final)]
             preds = [p for p, _ in runs]
             logits = _log_mean_softmax([p.logits for p in preds])
             meta = _meta(

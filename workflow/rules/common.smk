@@ -27,6 +27,11 @@ def per_cell(pattern, cells):
     ]
 
 
+def one_of(values):
+    """A wildcard constraint that matches exactly these values (nothing when there are none)."""
+    return "|".join(re.escape(v) for v in values) or "(?!)"
+
+
 def cell_of(wildcards):
     return grid.Cell(wildcards.dataset, wildcards.substrate, wildcards.variant, int(wildcards.seed))
 

@@ -1,4 +1,5 @@
-# Stage 3: logits and routing traces of the calibration and test splits.
+# Stage 3: logits and routing traces of the calibration and test splits (the temporal pilot's
+# cells: dump_with_ensemble, temporal.smk).
 
 
 rule dump:
@@ -24,5 +25,6 @@ rule dump:
         cpus_per_task=resource("dump", "cpus_per_task"),
     params:
         settings=train_settings,
+        ensemble_k=0,
     script:
         "../scripts/dump.py"

@@ -1,19 +1,34 @@
 # The temporal pilot: snapshots every `temporal.snapshot_stride` epochs during training; the
 # last `temporal.ensemble_k` of them (those model.pt lists, with its weights key) are averaged
 # into one model whose calibration and routing tests are compared with the final model's.
-rule dump_ensemble:
+#
+# A pilot cell is dumped by one job that writes the final model's dump (what `dump` writes for
+# every other cell) and the ensemble's: the model and the images are loaded once, and the last
+# snapshot, which is the final model, is evaluated once. Its logs and benchmarks sit with the
+# other dumps'.
+
+
+ruleorder: dump_with_ensemble > dump
+
+
+rule dump_with_ensemble:
     input:
-        model=f"results/train/{CELL}/model.pt",
-        snapshots=f"results/train/{CELL}/snapshots",
-        splits="results/data/{dataset}/splits.npz",
-        manifest="results/data/{dataset}/manifest.json",
+        model="results/train/{cell}/model.pt",
+        snapshots="results/train/{cell}/snapshots",
+        splits=lambda w: f"results/data/{grid.Cell.parse(w.cell).dataset}/splits.npz",
+        manifest=lambda w: f"results/data/{grid.Cell.parse(w.cell).dataset}/manifest.json",
     output:
-        calib=f"results/dumps/{CELL}/calib_ensemble.npz",
-        test=f"results/dumps/{CELL}/test_ensemble.npz",
+        calib="results/dumps/{cell}/calib.npz",
+        test="results/dumps/{cell}/test.npz",
+        profile="results/dumps/{cell}/routing_profile.npz",
+        calib_ensemble="results/dumps/{cell}/calib_ensemble.npz",
+        test_ensemble="results/dumps/{cell}/test_ensemble.npz",
     log:
-        f"results/logs/dump_ensemble/{CELL}.log",
+        "results/logs/dump/{cell}.log",
     benchmark:
-        f"results/benchmarks/dump_ensemble/{CELL}.tsv"
+        "results/benchmarks/dump/{cell}.tsv"
+    wildcard_constraints:
+        cell=one_of(c.id for c in TEMPORAL),
     conda:
         "../../envs/train.yaml"
     threads: resource("dump", "cpus_per_task")
@@ -23,10 +38,10 @@ rule dump_ensemble:
         mem_mb=resource("dump", "mem_mb"),
         cpus_per_task=resource("dump", "cpus_per_task"),
     params:
-        settings=train_settings,
-        k=config["temporal"]["ensemble_k"],
+        settings=lambda w: grid.train_settings(config, grid.Cell.parse(w.cell)),
+        ensemble_k=config["temporal"]["ensemble_k"],
     script:
-        "../scripts/dump_ensemble.py"
+        "../scripts/dump.py"
 
 
 rule temporal_summary:

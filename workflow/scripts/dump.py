@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule `dump`."""
+"""Snakemake entry point of rules `dump` and `dump_with_ensemble` (the temporal pilot's cells)."""
 
 from arcal import logs
 
@@ -13,6 +13,7 @@ dump(
     snakemake.input.model,
     snakemake.input.splits,
     Path(snakemake.output.test).parent,
+    ensemble_k=snakemake.params.ensemble_k,
     device=s["device"],
     threads=snakemake.threads,
 )
