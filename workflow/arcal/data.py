@@ -23,6 +23,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -80,7 +81,8 @@ class ImageDataset:
 
     x_*: uint8 (N, C, H, W); y_*: int64 (N,); `classes[j]` names label j. `natural` says whether
     horizontal flips keep the label (the default of the `flip` augmentation). `mean`/`std` are the
-    per-channel statistics of the training images in [0, 1], used to normalise the inputs.
+    per-channel statistics of the training images in [0, 1], used to normalise the inputs; they
+    are computed on first use (a dump normalises with those its model stored, and skips them).
     """
 
     name: str
@@ -91,8 +93,18 @@ class ImageDataset:
     y_test: torch.Tensor
     classes: list[str]
     natural: bool
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+
+    @cached_property
+    def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return channel_stats(self.x_train)
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self._stats[0]
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self._stats[1]
 
     @property
     def num_classes(self) -> int:
@@ -506,19 +518,15 @@ def load_dataset(
             f"{name}: train images {x_tr.shape[1:]} and test images {x_te.shape[1:]} must be "
             "equal and square"
         )
-    x_train = torch.from_numpy(np.array(x_tr, dtype=np.uint8, order="C"))
-    mean, std = channel_stats(x_train)
     return ImageDataset(
         name=name,
         kind=kind,
-        x_train=x_train,
+        x_train=torch.from_numpy(np.array(x_tr, dtype=np.uint8, order="C")),
         y_train=torch.from_numpy(np.asarray(y_tr, dtype=np.int64)),
         x_test=torch.from_numpy(np.array(x_te, dtype=np.uint8, order="C")),
         y_test=torch.from_numpy(np.asarray(y_te, dtype=np.int64)),
         classes=[str(c) for c in classes],
         natural=FLIP_OK[kind],
-        mean=mean,
-        std=std,
     )
 
 
