@@ -17,6 +17,17 @@ if [[ ! -x $repo/.venv/bin/snakemake ]]; then
   echo "demo_time: $repo/.venv is not set up; run ./setup.sh first" >&2
   exit 2
 fi
+# The Slurm executor plugin asks `scontrol show config` when Snakemake starts; with the Slurm client
+# installed and no controller (as the Slurm tests leave this machine), that waits about 9 s, which
+# a laptop without Slurm does not pay (README, "Trying it locally"). Say so rather than hide it.
+if command -v sinfo > /dev/null; then
+  t0=$(date +%s.%N)
+  if ! timeout 12 scontrol show config > /dev/null 2>&1; then
+    wait_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    echo "demo_time: warning: the Slurm client is installed but no controller answers; Snakemake" \
+      "waits ${wait_s} s for it at start, and demo_seconds includes that wait" >&2
+  fi
+fi
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/arcal-demo.XXXXXX")
 cleanup() { if ((keep)); then echo "demo_time: scratch clone kept at $scratch" >&2; else rm -rf "$scratch"; fi; }
 trap cleanup EXIT
