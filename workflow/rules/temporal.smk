@@ -5,7 +5,8 @@
 # A pilot cell is dumped by one job that writes the final model's dump (what `dump` writes for
 # every other cell) and the ensemble's: the model and the images are loaded once, and the last
 # snapshot, which is the final model, is evaluated once. Its logs and benchmarks sit with the
-# other dumps'.
+# other dumps'. The price: changing `temporal.ensemble_k` reruns the cell's whole dump, and the
+# analyses downstream of it.
 
 
 ruleorder: dump_with_ensemble > dump
