@@ -36,6 +36,11 @@ def cell_of(wildcards):
     return grid.Cell(wildcards.dataset, wildcards.substrate, wildcards.variant, int(wildcards.seed))
 
 
+def pilot_cell(wildcards):
+    """The cell of a temporal-pilot job, whose wildcard {cell} is the cell's id."""
+    return grid.Cell.parse(wildcards.cell)
+
+
 def train_settings(wildcards):
     return grid.train_settings(config, cell_of(wildcards))
 

@@ -12,12 +12,13 @@
 ruleorder: dump_with_ensemble > dump
 
 
-rule dump_with_ensemble:
+# `dump`'s job (script, environment, threads, resources) for one pilot cell, named by its id.
+use rule dump as dump_with_ensemble with:
     input:
         model="results/train/{cell}/model.pt",
         snapshots="results/train/{cell}/snapshots",
-        splits=lambda w: f"results/data/{grid.Cell.parse(w.cell).dataset}/splits.npz",
-        manifest=lambda w: f"results/data/{grid.Cell.parse(w.cell).dataset}/manifest.json",
+        splits=lambda w: f"results/data/{pilot_cell(w).dataset}/splits.npz",
+        manifest=lambda w: f"results/data/{pilot_cell(w).dataset}/manifest.json",
     output:
         calib="results/dumps/{cell}/calib.npz",
         test="results/dumps/{cell}/test.npz",
@@ -30,19 +31,9 @@ rule dump_with_ensemble:
         "results/benchmarks/dump/{cell}.tsv"
     wildcard_constraints:
         cell=one_of(c.id for c in TEMPORAL),
-    conda:
-        "../../envs/train.yaml"
-    threads: resource("dump", "cpus_per_task")
-    resources:
-        gpu=resource("dump", "gpu"),
-        runtime=resource("dump", "runtime"),
-        mem_mb=resource("dump", "mem_mb"),
-        cpus_per_task=resource("dump", "cpus_per_task"),
     params:
-        settings=lambda w: grid.train_settings(config, grid.Cell.parse(w.cell)),
+        settings=lambda w: grid.train_settings(config, pilot_cell(w)),
         ensemble_k=config["temporal"]["ensemble_k"],
-    script:
-        "../scripts/dump.py"
 
 
 rule temporal_summary:
