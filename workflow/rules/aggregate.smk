@@ -10,7 +10,7 @@ rule summarise:
     log:
         "results/logs/summary/{summary}.log",
     wildcard_constraints:
-        summary="|".join(re.escape(s) for s in summaries.SUMMARY_FILES),
+        summary=one_of(summaries.SUMMARY_FILES),
     localrule: True
     conda:
         "../../envs/report.yaml"

@@ -26,7 +26,7 @@ rule audit:
     benchmark:
         "results/benchmarks/audit/{name}.tsv"
     wildcard_constraints:
-        name="|".join(re.escape(n) for n in AUDITS) or "(?!)",
+        name=one_of(AUDITS),
     conda:
         "../../envs/audit.yaml"
     resources:
