@@ -22,7 +22,9 @@ def setup(
     title: str = "",
     keep_attempts: bool = False,
 ) -> None:
-    """Send log records (and Python warnings) to stderr and, if given, to `log_file`.
+    """Send arcal's records at `level`, other libraries' warnings and Python warnings to stderr
+    and, if given, to `log_file`. Other libraries log at WARNING and above only: their INFO
+    records (fontTools lists every glyph matplotlib subsets into a PDF) would bury ours.
 
     Snakemake's `log:` only declares a file; a script has to write to it itself. The file is
     appended to, each attempt under a header line, and an uncaught exception is logged with its
@@ -45,7 +47,8 @@ def setup(
             handlers.append(logging.FileHandler(attempts, mode="a"))
             atexit.register(_forget_attempts, attempts)
         handlers.append(logging.FileHandler(path, mode="a"))
-    logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)
+    logging.basicConfig(level=logging.WARNING, format=FORMAT, handlers=handlers, force=True)
+    log.setLevel(level)
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     log.info(
