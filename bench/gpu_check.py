@@ -165,7 +165,8 @@ def train_and_dump(device, compiled: bool, data: Path | None, work: Path, sizes:
     from arcal.data import load_dataset, load_splits, make_splits, normalize, write_splits
     from arcal.dump import dump, load_model
     from arcal.io import load_dump
-    from arcal.train import TrainConfig, train
+    from arcal.train import train
+    from arcal.train_config import TrainConfig
 
     run = work / ("compiled" if compiled else "eager")
     kind, root = ("fashion-mnist", str(data)) if data else ("npz", str(work / "synthetic.npz"))

@@ -12,7 +12,8 @@ import pytest
 
 from arcal.dump import dump, load_model
 from arcal.io import ATTENTION_KEYS, DUMP_KEYS, load_dump
-from arcal.train import CheckpointError, TrainConfig, train
+from arcal.train import CheckpointError, train
+from arcal.train_config import TrainConfig
 
 from pipeline_fixtures import needs_fashion_mnist, tiny_config
 

@@ -15,12 +15,12 @@ from arcal.train import (
     HISTORY_COLUMNS,
     CheckpointError,
     NonFiniteLossError,
-    TrainConfig,
     lr_at,
     main,
     param_groups,
     train,
 )
+from arcal.train_config import TrainConfig
 
 from pipeline_fixtures import tiny_config
 
@@ -41,9 +41,9 @@ def test_config_rejects_unknown_fields_and_bad_values() -> None:
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="variant='fuzzy'"):
         TrainConfig.from_dict({"variant": "fuzzy"})
-    with pytest.raises(ValueError, match="min_lr"):
+    with pytest.raises(ValueError, match="min_lr=0.01: is above the peak learning rate TrainConfig.lr=0.001"):
         TrainConfig.from_dict({"lr": 1e-3, "min_lr": 1e-2})
-    with pytest.raises(ValueError, match="warmup_epochs"):
+    with pytest.raises(ValueError, match="warmup_epochs=5: is longer than training, TrainConfig.epochs=2"):
         TrainConfig.from_dict({"epochs": 2, "warmup_epochs": 5})
     assert TrainConfig.from_dict({"epochs": 4}).label_smoothing == 0.0
 

@@ -39,8 +39,8 @@ def test_a_problem_names_the_key_its_value_comes_from(test_config) -> None:
     test_config["datasets"]["fashion-mnist"]["train"]["warmup_epochs"] = 9
     (problem,) = checks.config_problems(test_config)
     assert problem.startswith(
-        "datasets.fashion-mnist.train.warmup_epochs = 9 is longer than "
-        "training, train.epochs = 2"
+        "datasets.fashion-mnist.train.warmup_epochs = 9: is longer than training, "
+        "train.epochs = 2; lower the warm-up or raise epochs"
     )
     assert "(cells: fashion-mnist/swin_test/baseline/seed0" in problem and "and 9 more)" in problem
 
@@ -110,14 +110,14 @@ def test_a_missing_compiler_stops_permutation_jobs_before_they_start(
     assert checks.environment_problems(test_config, {"planted"}, set(), local=True).errors == []
 
 
-def test_every_cells_training_settings_pass_the_runtime_validation(test_config) -> None:
-    """TrainConfig.validate runs before the first job too (the schema allows label_smoothing 1)."""
-    assert checks.model_problems(test_config) == []
+def test_every_cells_training_settings_meet_the_training_jobs_rules_at_dag_time(test_config) -> None:
+    """The rules TrainConfig.validate applies in the job, where the schema cannot (it allows
+    label_smoothing 1), reported with the config key before any job starts."""
     test_config["substrates"]["vit_test"]["train"] = {"label_smoothing": 1.0}
-    (problem,) = checks.model_problems(test_config)
+    (problem,) = checks.config_problems(test_config)
     assert problem.startswith(
-        "training settings of fashion-mnist/vit_test: "
-        "TrainConfig.label_smoothing=1.0: must lie in [0, 1)"
+        "substrates.vit_test.train.label_smoothing = 1.0: must lie in [0, 1) "
+        "(cells: fashion-mnist/vit_test/baseline/seed0"
     )
 
 

@@ -83,11 +83,11 @@ def repo(tmp_path, checkout) -> Path:
 DAG_CASES = {
     "warmup-longer-than-training": (
         {"train": {"warmup_epochs": 5}},
-        r"train\.warmup_epochs = 5 is longer than training, train\.epochs = 2; lower the warm-up",
+        r"train\.warmup_epochs = 5: is longer than training, train\.epochs = 2; lower the warm-up",
     ),
     "min-lr-above-lr": (
         {"substrates": {"vit_test": {"train": {"min_lr": 0.1}}}},
-        r"substrates\.vit_test\.train\.min_lr = 0\.1 is above the peak learning rate train\.lr",
+        r"substrates\.vit_test\.train\.min_lr = 0\.1: is above the peak learning rate train\.lr",
     ),
     "n-train-larger-than-the-data": (
         {"datasets": {"fashion-mnist": {"n_train": 70000}}},

@@ -10,18 +10,19 @@ the GPU queue).
 Two stages, because the Snakefile is parsed on every invocation, dry-runs included:
 
 * `config_problems` (DAG time, every run and dry-run; no torch import, milliseconds): grid
-  references, the temporal pilot, train settings that contradict each other (warm-up longer than
-  training, `min_lr` above `lr`), `device: cuda` without GPUs requested, dataset sizes the data
+  references, the temporal pilot, every cell's training settings against the training job's own
+  rules (`TrainConfig.problems`: warm-up longer than training, `min_lr` above `lr`, label
+  smoothing of 1, ...), `device: cuda` without GPUs requested, dataset sizes the data
   cannot hold (read from file headers where the data is present), snapshot ensembles larger
   than the snapshots a run keeps, fine-tuning checkpoints that do not exist.
 * `environment_problems` (Snakemake's `onstart`, real runs only, given the jobs about to run):
   every model can be built (registered substrate, valid `model:` keys; built on PyTorch's meta
   device, so no memory or time is spent on weights; errors only a forward pass would meet are
-  left to the job) and every cell's training settings pass `TrainConfig.validate`; the data is
-  where the config says, and npz labels pass the loader's checks; existing splits and manifest
-  files are readable; `latexmk` and `pdflatex` are installed when the paper is built; CUDA is
-  visible when a `device: cuda` job runs here; the permutation tests' C kernel builds when a job
-  that runs them is about to (it is built once per machine, so later runs only load it).
+  left to the job); the data is where the config says, and npz labels pass the loader's checks;
+  existing splits and manifest files are readable; `latexmk` and `pdflatex` are installed when
+  the paper is built; CUDA is visible when a `device: cuda` job runs here; the permutation tests'
+  C kernel builds when a job that runs them is about to (it is built once per machine, so later
+  runs only load it).
 
 What runs on cluster nodes (the executor is not local) cannot be checked from the login node:
 there a missing CUDA device or data folder is a warning, not an error. So is a C compiler missing
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from arcal import grid
+from arcal.train_config import TrainConfig
 
 # Official split sizes of the datasets whose sizes do not depend on the copy (train, test).
 KNOWN_SIZES = {
@@ -170,24 +172,17 @@ def _per_cell(problems: dict[str, list[grid.Cell]]) -> list[str]:
 
 
 def _train_problems(config: dict, settings: dict[grid.Cell, dict]) -> list[str]:
-    """Settings of a cell's training run that contradict each other (each value on its own passed
-    the schema); the message names the keys where the values come from."""
+    """Each cell's training settings against the rules the training job applies
+    (`TrainConfig.problems`); the schema checks values one by one, these also compare them.
+    The message names the config key each value comes from."""
     found: dict[str, list[grid.Cell]] = defaultdict(list)
     for cell, s in settings.items():
 
         def key(name: str) -> str:
             return f"{grid.setting_source(config, cell, name)} = {s[name]!r}"
 
-        if s["warmup_epochs"] > s["epochs"]:
-            found[
-                f"{key('warmup_epochs')} is longer than training, {key('epochs')}; lower the "
-                "warm-up or raise epochs"
-            ].append(cell)
-        if s["min_lr"] > s["lr"]:
-            found[
-                f"{key('min_lr')} is above the peak learning rate {key('lr')}; the cosine "
-                "schedule decays from lr to min_lr, so lower min_lr"
-            ].append(cell)
+        for problem in TrainConfig(**s).problems():
+            found[problem.message(key)].append(cell)
     return _per_cell(found)
 
 
@@ -373,12 +368,10 @@ def _kernel_problems() -> list[str]:
 
 
 def model_problems(config: dict) -> list[str]:
-    """Every cell's training settings pass `TrainConfig.validate` and its model can be built
-    (on the meta device: shapes only, no weights)."""
+    """Every cell's model can be built (on the meta device: shapes only, no weights)."""
     import torch
 
     from arcal.models import SUBSTRATES, create_model
-    from arcal.train import TrainConfig
 
     problems: dict[str, list[grid.Cell]] = defaultdict(list)
     built: dict[str, str | None] = {}
@@ -391,11 +384,6 @@ def model_problems(config: dict) -> list[str]:
                 f"(registered: {', '.join(sorted(SUBSTRATES))}); fix the name or register it "
                 "in arcal/models/registry.py"
             ].append(cell)
-            continue
-        try:
-            TrainConfig.from_dict(settings, check_device=False)
-        except ValueError as exc:
-            problems[f"training settings of {cell.dataset}/{cell.substrate}: {exc}"].append(cell)
             continue
         geometry = _geometry(config, cell.dataset)
         if geometry is None:

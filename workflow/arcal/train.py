@@ -40,7 +40,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -55,10 +55,10 @@ import arcal
 from arcal.data import Batches, ImageDataset, augment, load_dataset, load_splits, normalize
 from arcal.io import atomic_torch_save, atomic_write_csv, git_commit
 from arcal.routing import RoutingBatch
+from arcal.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("baseline", "block", "full")
 HISTORY_COLUMNS = "epoch train_loss train_acc test_acc test_ece test_nll lr seconds".split()
 PARTIAL_SNAPSHOTS = "snapshots.partial"  # snapshots of a run in progress (see the docstring)
 # Fields that do not determine the trained weights, so not part of the weights key: where and
@@ -82,102 +82,6 @@ class CheckpointError(RuntimeError):
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything one training run depends on. `None` for crop_padding/flip = dataset default."""
-
-    dataset: str = "fashion-mnist"
-    kind: str | None = None  # loader (arcal.data.KINDS); defaults to `dataset`
-    data_root: str | None = None
-    download: bool = False
-    # splits.npz of the data stage; None = all official train / test images
-    splits: str | None = None
-    substrate: str = "vit_demo"
-    variant: str = "baseline"
-    block_size: int = 4
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    init_checkpoint: str | None = None  # local timm checkpoint to fine-tune from
-    seed: int = 0
-    epochs: int = 3
-    batch_size: int = 128
-    eval_batch_size: int = 500
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    min_lr: float = 1e-5
-    drop_path: float = 0.0
-    label_smoothing: float = 0.0  # a calibration study: no smoothing by default
-    crop_padding: int | None = None
-    flip: bool | None = None
-    snapshot_stride: int = 0
-    keep_checkpoint: bool = False  # keep checkpoint.pt (optimiser state) after the run finishes
-    device: str = "auto"
-    compile: bool = False
-    threads: int | None = None
-
-    def validate(self, check_device: bool = True) -> None:
-        """Raise ValueError naming the first bad field. `check_device=False` skips whether a
-        CUDA device is visible (a login node checking a cluster run has none)."""
-
-        def need(ok: bool, name: str, rule: str) -> None:
-            if not ok:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {rule}")
-
-        need(self.variant in VARIANTS, "variant", f"must be one of {', '.join(VARIANTS)}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "block_size"):
-            need(
-                isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
-                name,
-                "must be an integer >= 1",
-            )
-        need(isinstance(self.seed, int) and self.seed >= 0, "seed", "must be an integer >= 0")
-        need(self.lr > 0 and math.isfinite(self.lr), "lr", "must be a positive finite number")
-        need(0 <= self.min_lr <= self.lr, "min_lr", f"must lie in [0, lr={self.lr}]")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(
-            0 <= self.warmup_epochs <= self.epochs,
-            "warmup_epochs",
-            f"must lie in [0, epochs={self.epochs}]",
-        )
-        need(0 <= self.drop_path < 1, "drop_path", "must lie in [0, 1)")
-        need(0 <= self.label_smoothing < 1, "label_smoothing", "must lie in [0, 1)")
-        need(
-            self.crop_padding is None or self.crop_padding >= 0,
-            "crop_padding",
-            "must be >= 0 or null (dataset default)",
-        )
-        need(self.snapshot_stride >= 0, "snapshot_stride", "must be >= 0 (0 = no snapshots)")
-        need(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
-        need(
-            not check_device or self.device != "cuda" or torch.cuda.is_available(),
-            "device",
-            "cuda requested but no CUDA device is visible; use device: auto or cpu",
-        )
-        need(
-            self.threads is None or self.threads >= 1,
-            "threads",
-            "must be >= 1 or null (torch default)",
-        )
-        need(
-            isinstance(self.model_overrides, dict),
-            "model_overrides",
-            "must be a mapping of timm keyword arguments",
-        )
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], check_device: bool = True) -> "TrainConfig":
-        """Build from a mapping, rejecting unknown keys (a typo must not fall back to a default)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}"
-            )
-        cfg = cls(**d)
-        cfg.validate(check_device)
-        return cfg
 
 
 def resolve_device(name: str) -> torch.device:

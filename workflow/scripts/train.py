@@ -6,7 +6,8 @@ logs.setup_rule(snakemake)  # first: failed imports land in the rule log too
 
 from pathlib import Path
 
-from arcal.train import TrainConfig, train
+from arcal.train import train
+from arcal.train_config import TrainConfig
 
 # The rule's threads (`--set-threads train=N`), not a config key: they do not change the weights.
 cfg = TrainConfig.from_dict(
