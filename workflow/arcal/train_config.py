@@ -19,13 +19,13 @@ class Problem(NamedTuple):
     """A field that breaks its rule. The rule names the fields it compares the value with as
     `{field}` placeholders, filled in by whoever reports it (`compared` lists them)."""
 
-    field: str
+    name: str
     rule: str
     compared: tuple[str, ...] = ()
 
     def message(self, show: Callable[[str], str]) -> str:
-        """`show(field)` renders a field with its value, e.g. as the config key it comes from."""
-        return f"{show(self.field)}: " + self.rule.format(**{c: show(c) for c in self.compared})
+        """`show(name)` renders a field with its value, e.g. as the config key it comes from."""
+        return f"{show(self.name)}: " + self.rule.format(**{c: show(c) for c in self.compared})
 
 
 @dataclass
