@@ -4,7 +4,9 @@
 # has already built is reused. Needs ./setup.sh to have been run here (the clone uses this
 # checkout's .venv).
 #   bench/demo_time.sh [--keep]      --keep leaves the scratch clone (its path is printed)
-# Prints, last: demo_seconds=<s> min_accuracy=<a> (the lowest test accuracy of the 18 models).
+# Prints, last: demo_seconds=<s> min_accuracy=<a> (the lowest test accuracy of the 18 models);
+# before it, on stderr, a host yardstick: the demo's median epoch seconds per (substrate,
+# variant) pair, summed, to compare runs made on days the host ran at other speeds.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 keep=0
@@ -54,5 +56,11 @@ import pandas as pd
 metrics = pd.read_csv("results/summary/metrics.csv")
 accuracy = metrics.loc[metrics["metric"] == "accuracy", "value"]
 print(f"demo_time: {accuracy.size} models", file=sys.stderr)
+# The host's speed drifts by tens of percent between days; the demo's own epochs measure it, so
+# runs on different days can be compared by this yardstick rather than by seconds alone.
+history = pd.read_csv("results/summary/history.csv")
+epoch_s = history.groupby(["substrate", "variant"])["seconds"].median().sum()
+print(f"demo_time: host yardstick: {epoch_s:.1f} s, the median epoch time of each (substrate, "
+      "variant) pair, summed", file=sys.stderr)
 print(f"demo_seconds={float(sys.argv[2]) - float(sys.argv[1]):.0f} min_accuracy={accuracy.min():.3f}")
 EOF
