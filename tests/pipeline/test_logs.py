@@ -13,13 +13,16 @@ from arcal import logs
 def restore_logging():
     """`logs.setup` replaces the root handlers, arcal's level and the excepthook: put them back."""
     root = logging.getLogger()
-    saved = root.handlers[:], root.level, logs.log.level, sys.excepthook
+    handlers, root_level, arcal_level, excepthook = (
+        root.handlers[:], root.level, logs.log.level, sys.excepthook
+    )
     yield
     for handler in root.handlers:
         handler.close()
-    root.handlers[:], _, _, sys.excepthook = saved
-    root.setLevel(saved[1])
-    logs.log.setLevel(saved[2])
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    logs.log.setLevel(arcal_level)
+    sys.excepthook = excepthook
     logging.captureWarnings(False)
 
 

@@ -116,12 +116,12 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_data, tmp_path) ->
 
 
 def test_deterministic_mode_skips_the_nan_fill_and_restores_both_settings() -> None:
-    fill = torch.utils.deterministic
-    assert not torch.are_deterministic_algorithms_enabled() and fill.fill_uninitialized_memory
+    settings = torch.utils.deterministic
+    assert not torch.are_deterministic_algorithms_enabled() and settings.fill_uninitialized_memory
     with train_mod.deterministic(torch.device("cpu")):
         assert torch.are_deterministic_algorithms_enabled()
-        assert not fill.fill_uninitialized_memory
-    assert not torch.are_deterministic_algorithms_enabled() and fill.fill_uninitialized_memory
+        assert not settings.fill_uninitialized_memory
+    assert not torch.are_deterministic_algorithms_enabled() and settings.fill_uninitialized_memory
 
 
 def test_truncated_checkpoint_is_an_error_not_a_silent_restart(
