@@ -5,8 +5,9 @@
 # checkout's .venv).
 #   bench/demo_time.sh [--keep]      --keep leaves the scratch clone (its path is printed)
 # Prints, last: demo_seconds=<s> min_accuracy=<a> (the lowest test accuracy of the 18 models);
-# before it, on stderr, a host yardstick: the demo's median epoch seconds per (substrate,
-# variant) pair, summed, to compare runs made on days the host ran at other speeds.
+# before it, on stderr, the CPU and whether it has AVX-512, and a host yardstick: the demo's median
+# epoch seconds per (substrate, variant) pair, summed, to compare runs made on days the host ran at
+# other speeds.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 keep=0
