@@ -41,13 +41,14 @@ cd "$scratch/arcal"
 export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}"
 # Training runs about twice as fast with AVX-512 as without (README, "Running"), so the CPU goes with
 # the time.
-cpu="an unknown CPU" avx512=unknown
+cpu="" avx512=unknown
 if [[ -r /proc/cpuinfo ]]; then
+  # x86 names the CPU on a `model name` line; other architectures (aarch64) may have none.
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   if grep -qw avx512f /proc/cpuinfo; then avx512=yes; else avx512=no; fi
 fi
-echo "demo_time: $(git log -1 --format='%h %s' | cut -c1-80) on $(nproc) cores of ${cpu}" \
-  "(AVX-512: ${avx512})" >&2
+echo "demo_time: $(git log -1 --format='%h %s' | cut -c1-80) on $(nproc) cores of" \
+  "${cpu:-an unknown CPU} (AVX-512: ${avx512})" >&2
 start=$(date +%s.%N)
 .venv/bin/snakemake --profile profiles/demo --quiet rules > "$scratch/snakemake.log" 2>&1 || {
   tail -40 "$scratch/snakemake.log" >&2
