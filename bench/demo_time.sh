@@ -47,7 +47,7 @@ if [[ -r /proc/cpuinfo ]]; then
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   if grep -qw avx512f /proc/cpuinfo; then avx512=yes; else avx512=no; fi
 fi
-echo "demo_time: $(git log -1 --format='%h %s' | cut -c1-80) on $(nproc) cores of" \
+echo "demo_time: $(git log -1 --format=%h) on $(nproc) cores of" \
   "${cpu:-an unknown CPU} (AVX-512: ${avx512})" >&2
 start=$(date +%s.%N)
 .venv/bin/snakemake --profile profiles/demo --quiet rules > "$scratch/snakemake.log" 2>&1 || {
