@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from arcal.models import create_model, pair_kernel, routing_capture
-from arcal.models.attnres import BankBuffers, DepthMixer, DepthStream, consumer_source_counts, inverse_rms
+from arcal.models.attnres import BankBuffers, DepthMixer, DepthStream, consumer_source_counts, inverse_rms, partial_score
 
 EPS = 1e-6
 
@@ -179,9 +179,9 @@ def test_swin_block_policy_gives_every_stage_two_blocks():
         create_model("vit_tiny", "block", 10, 32, 3, min_stage_blocks=2)
 
 
-def consumer_logits(bank, consumer, partial=None, partial_logit=None, markers=()):
+def consumer_logits(bank, consumer, partial=None, query=None, markers=()):
     """The logits a DepthMixer call (these are its arguments) softmaxes, (n, ...)."""
-    return bank.logits(consumer, partial_logit)
+    return bank.logits(consumer, None if partial is None else partial_score(partial, query, EPS)[1])
 
 
 def record_stream(values, mixers, S):

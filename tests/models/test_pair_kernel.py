@@ -1,6 +1,6 @@
-"""The C pair kernels (arcal.models.pair_kernel) against the formulas they compute, written with
-plain PyTorch operations, in both dtypes; their independence of the thread count; and the errors
-a bad input, a bad setting or a missing compiler give."""
+"""The C kernels of the source bank (arcal.models.pair_kernel) against the formulas they
+compute, written with plain PyTorch operations, in both dtypes; their independence of the thread
+count; and the errors a bad input, a bad setting or a missing compiler give."""
 
 import pytest
 import torch
@@ -39,6 +39,35 @@ def test_weighted_sum_matches_its_formula(dtype, k, shape):
     torch.testing.assert_close(out, (weights.unsqueeze(-1) * values).sum(0))
 
 
+def _consumer(dtype, shape, d, partial, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    grad, out, p = (torch.randn(*shape, d, generator=g, dtype=dtype) for _ in range(3))
+    a, r = torch.rand(*shape, generator=g, dtype=dtype), torch.rand(*shape, generator=g, dtype=dtype) + 0.5
+    u = torch.randn(d, generator=g, dtype=dtype)
+    s = r * (p * u).sum(-1)
+    return grad, out, (p, a, r, s, u) if partial else None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,d", [((3, 7), 40), ((2, 33), 16), ((1, 5), 7)])
+@pytest.mark.parametrize("partial", [False, True])
+def test_consumer_grads_match_their_formulas(dtype, shape, d, partial):
+    """d = 40 and 7 leave channels over after whole runs of 16 lanes; 16 leaves none."""
+    g, out, part = _consumer(dtype, shape, d, partial)
+    out_grad, out_dot = torch.full_like(g, torch.nan), torch.full(shape, torch.nan, dtype=dtype)
+    got = pair_kernel.consumer_grads(g, out, out_grad, out_dot, part)
+    assert torch.equal(out_grad, g)
+    torch.testing.assert_close(out_dot, (out * g).sum(-1))
+    if not partial:
+        assert got is None
+        return
+    p, a, r, s, u = part
+    gsr = a * ((p * g).sum(-1) - out_dot) * r
+    want = a.unsqueeze(-1) * g + gsr.unsqueeze(-1) * u - (gsr * s * r / d).unsqueeze(-1) * p
+    torch.testing.assert_close(got[0], want)
+    torch.testing.assert_close(got[1], gsr)
+
+
 def test_results_do_not_depend_on_the_thread_count():
     v, out_grads, weights, out_dots = _tensors(torch.float32, m=9, shape=(64, 17), d=96)
     threads = torch.get_num_threads()
@@ -46,8 +75,11 @@ def test_results_do_not_depend_on_the_thread_count():
         results = []
         for n in (1, 3):
             torch.set_num_threads(n)
+            g, out, part = _consumer(torch.float32, (64, 17), 96, partial=True)
+            out_grad, out_dot = torch.empty_like(g), torch.empty(64, 17)
             results.append((*pair_kernel.source_grads(v, out_grads, weights, out_dots),
-                            pair_kernel.weighted_sum(out_grads, weights)))
+                            pair_kernel.weighted_sum(out_grads, weights),
+                            *pair_kernel.consumer_grads(g, out, out_grad, out_dot, part), out_dot))
     finally:
         torch.set_num_threads(threads)
     for one, several in zip(*results):

@@ -30,8 +30,11 @@ table and its sources as the bank's first k, and its weighted sum reads each sou
 kernel on the CPU, :mod:`arcal.models.pair_kernel`; an embedding bag elsewhere). In the backward
 pass a consumer only records its output gradient, weights and ``out . g`` in the bank; each
 source's node, after all its consumers, then forms its gradient through their weighted sums and
-its logits' gradients through their softmaxes from one read of each consumer's gradient. A
-consumer saves its (n, tokens) weights and its output. No per-consumer stack of the sources or of
+its logits' gradients through their softmaxes from one read of each consumer's gradient. The
+current block's partial sum, which only one consumer reads, is scored in that consumer's node, and
+its gradients (through the sum, and through its logit and RMS) come from the same read of the
+consumer's gradient as the record. A consumer saves its (n, tokens) weights and its output (and the
+partial sum with its inverse RMS and logit). No per-consumer stack of the sources or of
 the logits is formed or saved, and no autograd node per source and consumer. The bank's blocks are
 kept by the model between steps (:class:`BankBuffers`), since the CPU allocator would map blocks
 that large afresh, page by page, at every step.
@@ -89,6 +92,15 @@ def inverse_rms(v: torch.Tensor, eps: float) -> torch.Tensor:
     ``v``); shape ``v.shape[:-1]``."""
     acc = torch.promote_types(v.dtype, torch.float32)
     return torch.rsqrt(torch.linalg.vector_norm(v, dim=-1, dtype=acc).square() / v.shape[-1] + eps)
+
+
+def partial_score(p: torch.Tensor, query: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The current block's partial sum ``p`` (..., d) scored against one consumer's folded query
+    (d): its inverse RMS and its logit ``inverse_rms(p) * (p . query)``, both (...) in fp32
+    (float64 for float64 ``p``)."""
+    r = inverse_rms(p, eps)
+    with _routing_precision(r):
+        return r, (p.to(r.dtype) @ query.to(r.dtype)) * r
 
 
 _EMBEDDING_BAG_SUM = 0  # the ``mode`` code of "sum" in aten's embedding_bag ops
@@ -151,8 +163,10 @@ class SourceBank:
     graph that holds it), so no view of a block may outlive the bank.
     """
 
-    def __init__(self, first: torch.Tensor, n_sources: int, n_consumers: int, buffers: BankBuffers) -> None:
+    def __init__(self, first: torch.Tensor, n_sources: int, n_consumers: int, buffers: BankBuffers,
+                 eps: float) -> None:
         acc = torch.promote_types(first.dtype, torch.float32)
+        self.eps = eps  # of the keys' RMSNorm
         self._blocks: dict[str, torch.Tensor] = {}
         self._buffers = buffers
         weakref.finalize(self, buffers.give, self._blocks)
@@ -173,9 +187,14 @@ class SourceBank:
         self._blocks[name] = block = self._buffers.take(name, shape, like, dtype)
         return block
 
-    def keep_consumer(self, j: int, alpha: torch.Tensor, g: torch.Tensor, out: torch.Tensor) -> None:
+    def keep_consumer(self, j: int, alpha: torch.Tensor, g: torch.Tensor, out: torch.Tensor,
+                      partial: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Record consumer j in the backward pass: its output gradient ``g``, its weights ``alpha``
-        (k, ...) of the bank's first k sources and ``out . g`` per token.
+        (k, ...) of the bank's first k sources and ``out . g`` per token. For a consumer that also
+        read the partial block sum, ``partial`` is ``(p, a, r, s, u)``: the sum, its weight, inverse
+        RMS and logit, and the consumer's folded query; then returns the sum's gradient and its
+        logit's gradient times ``r`` (:func:`arcal.models.pair_kernel.consumer_grads`), from the
+        same read of ``g``.
 
         The first consumer of each backward pass zeroes ``weights``, so a consumer the pass does
         not reach contributes nothing (:meth:`source_grads` zeroes its rows of the other blocks,
@@ -195,9 +214,18 @@ class SourceBank:
             self.unrecorded = set(range(self.scores.shape[0]))
         assert self.out_grads is not None and self.out_dots is not None
         self.unrecorded.discard(j)
-        self.out_grads[j].copy_(g)
         self.weights[j, : alpha.shape[0]] = alpha
+        if self.native:
+            partial = None if partial is None else tuple(t.contiguous() for t in partial)
+            return pair_kernel.consumer_grads(g.contiguous(), out, self.out_grads[j], self.out_dots[j], partial)
+        self.out_grads[j].copy_(g)
         torch.linalg.vecdot(out, g, out=self.out_dots[j])
+        if partial is None:
+            return None
+        p, a, r, s, u = partial
+        gsr = a * (torch.linalg.vecdot(p, g) - self.out_dots[j]) * r
+        gp = torch.addcmul(g * a.unsqueeze(-1), gsr.unsqueeze(-1), u)
+        return gp.addcmul_(p, (gsr * s * r / -p.shape[-1]).unsqueeze(-1)), gsr
 
     def token_bags(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first k rows of a (k, ..., d) block (the sources, or the consumers' gradients) as
@@ -254,31 +282,24 @@ class SourceBank:
 
 
 class _Scores(torch.autograd.Function):
-    """fp32 logits ``inverse_rms(v) * (v @ U^T)`` of one source (..., d) against the folded queries
-    U (m, d) of its m later consumers, the first of which is consumer ``first``, with the gradient
+    """A finished source ``v`` (..., d) into the bank: copied into it, and its fp32 logits
+    ``inverse_rms(v) * (v @ U^T)`` against the folded queries U (m, d) of its m later consumers,
+    the first of which is consumer ``first``, written into the bank's scores, with the gradient
     through the RMS by hand.
 
-    Given a bank, ``v`` is a finished source: it is copied into the bank and its logits are written
-    into the bank's scores, and the node returns an empty marker that each consumer of the source
-    takes as an input. So this node's backward runs after all of theirs, when the gradients they
-    gathered in the bank for it are complete; it reads the source and its logits back from the
-    bank, so nothing else keeps them alive. Without a bank (the current block's partial sum) it
-    returns the logits (..., m) and saves ``v`` itself, not an upcast copy.
+    The node returns an empty marker that each consumer of the source takes as an input. So this
+    node's backward runs after all of theirs, when the gradients they gathered in the bank for it
+    are complete; it reads the source and its logits back from the bank, so nothing else keeps
+    them alive.
     """
 
     @staticmethod
-    def forward(ctx, v: torch.Tensor, U: torch.Tensor, eps: float,  # type: ignore[override]
-                bank: SourceBank | None, first: int) -> torch.Tensor:
-        acc = torch.promote_types(v.dtype, torch.float32)
-        w = v.to(acc) if bank is None else bank.values[bank.size].copy_(v)
-        r = inverse_rms(w, eps)
+    def forward(ctx, v: torch.Tensor, U: torch.Tensor, bank: SourceBank, first: int) -> torch.Tensor:  # type: ignore[override]
+        w = bank.values[bank.size].copy_(v)
+        r = inverse_rms(w, bank.eps)
         with _routing_precision(w):
-            scores = (w @ U.to(acc).t()) * r.unsqueeze(-1)
-        ctx.bank, ctx.dtype = bank, v.dtype
-        if bank is None:
-            ctx.save_for_backward(U, r, scores, v)
-            return scores
-        ctx.index, ctx.first = bank.size, first
+            scores = (w @ U.to(w.dtype).t()) * r.unsqueeze(-1)
+        ctx.bank, ctx.dtype, ctx.index, ctx.first = bank, v.dtype, bank.size, first
         bank.scores[first:, bank.size] = scores.movedim(-1, 0)
         bank.size += 1
         ctx.save_for_backward(U, r)
@@ -287,56 +308,51 @@ class _Scores(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, gs: torch.Tensor | None):  # type: ignore[override]
+    def backward(ctx, _marker: torch.Tensor | None):  # type: ignore[override]
         if not ctx.needs_input_grad[0] and not ctx.needs_input_grad[1]:
-            return None, None, None, None, None
-        bank = ctx.bank
-        if bank is None:
-            U, r, scores, v = ctx.saved_tensors
-            w, gv = v.to(r.dtype), None
-        else:  # from what every consumer of the source kept in the bank (_Mix.backward)
-            U, r = ctx.saved_tensors
-            w = bank.values[ctx.index]
-            scores = bank.scores[ctx.first:, ctx.index].movedim(0, -1)
-            gv, gs = bank.source_grads(ctx.index, ctx.first)
-            gs = gs.movedim(0, -1)
+            return None, None, None, None
+        bank, (U, r) = ctx.bank, ctx.saved_tensors
+        w = bank.values[ctx.index]
+        scores = bank.scores[ctx.first:, ctx.index].movedim(0, -1)
+        gv, gs = bank.source_grads(ctx.index, ctx.first)  # from what every consumer kept (_Mix.backward)
         d, m = w.shape[-1], U.shape[0]
         with _routing_precision(w):
             # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps)), with
-            # r applied to the (tokens, m) score gradient rather than to a (tokens, d) product;
-            # for a bank source, added to its gradient through the weighted sums
-            gsr, Uw = gs.to(w.dtype) * r.unsqueeze(-1), U.to(w.dtype)
-            if gv is None:
-                gv = gsr @ Uw
-            else:
-                gv = torch.addmm(gv.reshape(-1, d), gsr.reshape(-1, m), Uw).view(w.shape)
+            # r applied to the (tokens, m) score gradient rather than to a (tokens, d) product,
+            # added to the source's gradient through the weighted sums
+            gsr, Uw = gs.movedim(0, -1).to(w.dtype) * r.unsqueeze(-1), U.to(w.dtype)
+            gv = torch.addmm(gv.reshape(-1, d), gsr.reshape(-1, m), Uw).view(w.shape)
             gv.addcmul_(w, (torch.linalg.vecdot(gsr, scores) * r / -d).unsqueeze(-1))
             gU = None
             if ctx.needs_input_grad[1]:
                 gU = (gsr.reshape(-1, m).t() @ w.reshape(-1, d)).to(U.dtype)
-        return gv.to(ctx.dtype), gU, None, None, None
+        return gv.to(ctx.dtype), gU, None, None
 
 
 class _Mix(torch.autograd.Function):
     """Consumer ``j``'s depth softmax and weighted sum ``sum_i alpha_i v_i`` over the bank's first
-    k sources and an optional partial block sum (with its logit).
+    k sources and an optional partial block sum, scored here against the consumer's folded query.
 
     The weights ``alpha`` (n, ...) are fp32 (n = k, plus one for the partial sum), and the sum
-    (:meth:`SourceBank.weighted_sum`) is taken in their dtype; ``alpha``, the partial and the
-    output (which the next sub-layer's norm keeps anyway) are saved. The backward pass only
-    records the consumer in the bank (:meth:`SourceBank.keep_consumer`): the bank sources'
-    gradients, through the sum and through the softmax, are formed by each source's
+    (:meth:`SourceBank.weighted_sum`) is taken in their dtype; ``alpha``, the partial, its inverse
+    RMS and logit, and the output (which the next sub-layer's norm keeps anyway) are saved. The
+    backward pass records the consumer in the bank (:meth:`SourceBank.keep_consumer`): the bank
+    sources' gradients, through the sum and through the softmax, are formed by each source's
     :class:`_Scores` node from all its consumers at once. The softmax's gradient needs
-    ``sum_i alpha_i (v_i . g)``, which is ``out . g``. Only the partial sum's gradients are
-    returned here. ``markers`` (the sources' nodes' outputs) carry no gradient; they make each
-    source's node wait for all its consumers.
+    ``sum_i alpha_i (v_i . g)``, which is ``out . g``. Only the partial sum's gradients (through
+    the sum, and through its logit and RMS) and its query's are returned here, from the same read
+    of the output gradient. ``markers`` (the sources' nodes' outputs) carry no gradient; they make
+    each source's node wait for all its consumers.
     """
 
     @staticmethod
     def forward(ctx, bank: SourceBank, j: int, partial: torch.Tensor | None,  # type: ignore[override]
-                partial_logit: torch.Tensor | None, mixer: "DepthMixer", *markers: torch.Tensor) -> torch.Tensor:
+                query: torch.Tensor | None, mixer: "DepthMixer", *markers: torch.Tensor) -> torch.Tensor:
         k = bank.size
-        alpha = torch.softmax(bank.logits(j, partial_logit), dim=0)
+        r = s = None
+        if partial is not None:
+            r, s = partial_score(partial, query, bank.eps)
+        alpha = torch.softmax(bank.logits(j, s), dim=0)
         if mixer.trace is not None:
             mixer.trace.record(mixer.trace_index, alpha)
         with _routing_precision(alpha):
@@ -344,23 +360,27 @@ class _Mix(torch.autograd.Function):
             if partial is not None:
                 out.addcmul_(partial, alpha[k].unsqueeze(-1))
         ctx.bank, ctx.j, ctx.k = bank, j, k
-        ctx.save_for_backward(alpha, partial, out)
+        ctx.save_for_backward(alpha, partial, r, s, query, out)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        alpha, partial, out = ctx.saved_tensors
-        bank, j, k = ctx.bank, ctx.j, ctx.k
+        alpha, partial, r, s, query, out = ctx.saved_tensors
+        bank, k = ctx.bank, ctx.k
+        gpartial = gquery = None
         with _routing_precision(alpha):
             g = grad.to(alpha.dtype)
-            bank.keep_consumer(j, alpha[:k], g, out)
-            gpartial = gpartial_logit = None
-            if partial is not None:
-                partial_dot = torch.linalg.vecdot(partial.to(g.dtype), g)
-                gpartial_logit = alpha[k] * (partial_dot - bank.out_dots[j])
-                gpartial = (g * alpha[k].unsqueeze(-1)).to(partial.dtype)
-        return (None, None, gpartial, gpartial_logit, None) + (None,) * (len(ctx.needs_input_grad) - 5)
+            if partial is None:
+                bank.keep_consumer(ctx.j, alpha, g, out)
+            else:
+                p = partial.to(alpha.dtype)
+                gp, gsr = bank.keep_consumer(ctx.j, alpha[:k], g, out, (p, alpha[k], r, s, query.to(alpha.dtype)))
+                gpartial = gp.to(partial.dtype)
+                if ctx.needs_input_grad[3]:
+                    d = p.shape[-1]
+                    gquery = (gsr.reshape(1, -1) @ p.reshape(-1, d)).view(d).to(query.dtype)
+        return (None, None, gpartial, gquery, None) + (None,) * (len(ctx.needs_input_grad) - 5)
 
 
 class DepthMixer(nn.Module):
@@ -398,17 +418,18 @@ class DepthMixer(nn.Module):
         return f"dim={self.query.shape[0]}, n_sources={self.n_sources}, name={self.name!r}"
 
     def forward(self, bank: SourceBank, consumer: int, partial: torch.Tensor | None = None,
-                partial_logit: torch.Tensor | None = None, markers: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+                query: torch.Tensor | None = None, markers: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         """Softmax over depth of this consumer's logits and the weighted sum of the sources they
         score: the bank's finished sources (logits ``bank.scores[consumer]``), then ``partial``
-        (the current block's sum, logit ``partial_logit``) if given. ``markers`` are the finished
-        sources' scoring nodes (:class:`_Scores`), which order the backward pass."""
+        (the current block's sum, scored against ``query``, the consumer's folded query) if
+        given. ``markers`` are the finished sources' scoring nodes (:class:`_Scores`), which order
+        the backward pass."""
         n = bank.size + (partial is not None)
         if n != self.n_sources:
             raise RuntimeError(f"mixer {self.name!r} built for {self.n_sources} sources, got {n}")
         if self.n_sources == 1:
             return bank.first
-        return _Mix.apply(bank, consumer, partial, partial_logit, self, *markers)
+        return _Mix.apply(bank, consumer, partial, query, self, *markers)
 
 
 class DepthStream:
@@ -438,27 +459,24 @@ class DepthStream:
                  buffers: BankBuffers | None = None) -> None:
         self.mixers = mixers
         self.block_size = block_size
-        self.eps = eps
         self.queries = torch.stack([m.query for m in mixers]) * torch.stack([m.gain for m in mixers])
         self.pos = 0  # index of the next consumer
-        self.bank = SourceBank(embedding, mixers[-1].n_sources, len(mixers), buffers or BankBuffers())
+        self.bank = SourceBank(embedding, mixers[-1].n_sources, len(mixers), buffers or BankBuffers(), eps)
         self.markers: list[torch.Tensor] = []  # the finished sources' _Scores outputs
         self.partial: torch.Tensor | None = None
         self.n_partial = 0
         self._add(embedding)
 
     def _add(self, v: torch.Tensor) -> None:
-        self.markers.append(_Scores.apply(v, self.queries[self.pos:], self.eps, self.bank, self.pos))
+        self.markers.append(_Scores.apply(v, self.queries[self.pos:], self.bank, self.pos))
 
     @torch.compiler.disable
     def mix(self) -> torch.Tensor:
         """Input of the next consumer: its softmax over the finished sources and the partial sum."""
         mixer, j = self.mixers[self.pos], self.pos
-        partial_logit = None
-        if self.partial is not None:
-            partial_logit = _Scores.apply(self.partial, self.queries[j:j + 1], self.eps, None, j)[..., 0]
         self.pos += 1
-        return mixer(self.bank, j, self.partial, partial_logit, self.markers)
+        query = None if self.partial is None else self.queries[j]
+        return mixer(self.bank, j, self.partial, query, self.markers)
 
     @torch.compiler.disable
     def push(self, out: torch.Tensor) -> None:

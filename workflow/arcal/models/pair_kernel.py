@@ -1,12 +1,14 @@
-"""The source bank's pair kernels in C, for the CPU (docs/attnres.md, "Memory and speed").
+"""The source bank's kernels in C, for the CPU (docs/attnres.md, "Memory and speed").
 
 An AttnRes consumer reads each of its sources forward, and backward each source needs, from
 every consumer that read it, a weighted sum of their output gradients and one dot per consumer.
 The bank is larger than the cache, so these pairs are paid in memory traffic. PyTorch has no
 single operation that takes both backward reductions from one read of each gradient row;
 ``pair_kernel.c`` does (:func:`source_grads`), and it sums a consumer's sources in one read of
-each (:func:`weighted_sum`). Elsewhere (a GPU, or ``ARCAL_PAIR_KERNEL=torch``) the bank uses
-PyTorch's embedding-bag kernels for the same sums.
+each (:func:`weighted_sum`). A consumer's own record in the backward pass (its gradient, its
+output's dot with it, and the gradients of a partial block sum it read) is also one read of each
+row (:func:`consumer_grads`), where PyTorch would take six passes or more. Elsewhere (a GPU, or
+``ARCAL_PAIR_KERNEL=torch``) the bank uses PyTorch's operations for the same sums.
 
 The C file is built on first use (:mod:`arcal.native`: ``$CC``, ``$ARCAL_KERNEL_CACHE``) and
 runs on the OpenMP runtime PyTorch already loaded, with ``torch.get_num_threads()`` threads.
@@ -22,7 +24,7 @@ import torch
 
 from ..native import library
 
-__all__ = ["KERNELS", "native", "source_grads", "weighted_sum"]
+__all__ = ["KERNELS", "consumer_grads", "native", "source_grads", "weighted_sum"]
 
 KERNELS = ("native", "torch")
 _SOURCE = Path(__file__).with_name("pair_kernel.c")
@@ -86,3 +88,26 @@ def source_grads(v: torch.Tensor, out_grads: torch.Tensor, weights: torch.Tensor
         ctypes.c_int64(m), ctypes.c_int64(v.numel() // d), ctypes.c_int64(d),
         ctypes.c_int(torch.get_num_threads()))
     return grad, logits
+
+
+def consumer_grads(g: torch.Tensor, out: torch.Tensor, out_grad: torch.Tensor, out_dot: torch.Tensor,
+                   partial: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Record one consumer in the backward pass from its output gradient ``g`` and its output
+    ``out`` (..., d): copies ``g`` into ``out_grad`` and writes ``out . g`` into ``out_dot``
+    (...), in one read of each. ``partial`` is ``(p, a, r, s, u)`` for a consumer that also read a
+    partial block sum ``p`` (..., d) with weight ``a``, inverse RMS ``r`` and logit ``s`` (...)
+    against the folded query ``u`` (d); then returns ``p``'s gradient, through the weighted sum and
+    through its logit, and its logit's gradient times ``r`` (docs/attnres.md, "Memory and speed").
+    """
+    d = g.shape[-1]
+    p, a, r, s, u = partial if partial is not None else (None,) * 5
+    gp = gsr = None
+    if p is not None:
+        gp, gsr = torch.empty_like(p), torch.empty_like(a)
+    _kernel("consumer_grads", g.dtype)(
+        *(_ptr(t, g) for t in (g, out)),
+        *(ctypes.c_void_p(None) if t is None else _ptr(t, g) for t in (p, a, r, s, u)),
+        _ptr(out_grad, g), _ptr(out_dot, g),
+        *(ctypes.c_void_p(None) if t is None else _ptr(t, g) for t in (gp, gsr)),
+        ctypes.c_int64(g.numel() // d), ctypes.c_int64(d), ctypes.c_int(torch.get_num_threads()))
+    return None if p is None else (gp, gsr)
