@@ -61,25 +61,27 @@ def test_depth_moments_reject_a_mismatch():
 
 
 def test_trace_rows_are_the_per_image_token_means_of_the_summaries():
-    """RoutingTrace over two batches, consumers of 1 (skipped), 3 and 25 sources: H, V and the
-    class token's H per image, and the token-mean weight sums, against numpy on the same weights."""
-    counts = [1, 3, 25]
+    """RoutingTrace over two batches, consumers of 1 (skipped), 3, 25 and 3 sources (the two of
+    3 are reduced as one stack): H, V and the class token's H per image, and the token-mean weight
+    sums, against numpy on the same weights."""
+    counts = [1, 3, 25, 3]
     mixers = [DepthMixer(8, n, f"c{i}") for i, n in enumerate(counts)]
     trace = RoutingTrace(mixers, cls_index=0)
-    recorded = {n: [] for n in counts[1:]}
+    recorded = [[] for _ in counts[1:]]
     for batch, (B, T) in enumerate([(4, 6), (3, 6)]):
         trace.begin_batch(B)
         for index, n in enumerate(counts[1:]):
-            alpha = weights(n, (B, T), seed=10 * batch + n)
-            recorded[n].append(alpha)
+            alpha = weights(n, (B, T), seed=10 * batch + index)
+            recorded[index].append(alpha)
             trace.record(index, alpha)
     result = trace.result()
-    assert result.n_images == 7 and result.consumers == ["c1", "c2"]
+    assert result.n_images == 7 and result.consumers == ["c1", "c2", "c3"]
     for col, n in enumerate(counts[1:]):
-        a = torch.cat(recorded[n], dim=1).double().numpy()  # (n, B, T)
+        a = torch.cat(recorded[col], dim=1).double().numpy()  # (n, B, T)
         h = scipy.stats.entropy(a, base=n, axis=0)
         v = reference_variance(torch.from_numpy(a), np.arange(n)) / uniform_variance(range(n))
         np.testing.assert_allclose(result.H[:, col], h.mean(-1), rtol=0, atol=1e-6)
         np.testing.assert_allclose(result.V[:, col], v.mean(-1), rtol=0, atol=1e-5)
         np.testing.assert_allclose(result.H_cls[:, col], h[:, 0], rtol=0, atol=1e-6)
         np.testing.assert_allclose(result.alpha_sum[col], a.mean(-1).sum(-1), rtol=1e-6)
+    assert not np.allclose(result.H[:, 0], result.H[:, 2])  # the stacked two are told apart

@@ -565,20 +565,24 @@ class AttnResBackbone:
 class RoutingTrace:
     """Routing summaries collected from the mixers while :func:`routing_capture` is active.
 
-    Every forward pass appends one batch; :meth:`result` concatenates them over images. Each
-    consumer's weights are reduced where they are, once per batch, to the per-image numbers the
-    dump keeps (token-mean H and V, the class token's H, the per-source weight sums); they stay on
-    the model's device until :meth:`result`, so capture adds no device-to-host copies per batch.
+    Every forward pass appends one batch; :meth:`result` concatenates them over images. A
+    consumer's weights are kept until the last consumer of the forward pass has recorded its own
+    (the mixers run in order), and are then reduced, together with those of every other consumer
+    of the same shape (one stack, so a few operations per batch instead of a few per consumer), to
+    the per-image numbers the dump keeps (token-mean H and V, the class token's H, the per-source
+    weight sums). This happens inside the forward pass, under its precision settings. The
+    summaries stay on the model's device until :meth:`result`, so capture adds no device-to-host
+    copies per batch.
     """
 
     def __init__(self, mixers: Sequence[DepthMixer], cls_index: int | None) -> None:
         self.mixers = [m for m in mixers if m.n_sources > 1]
         self.cls_index = cls_index
         self._n_images: list[int] = []
+        self._pending: list[tuple[int, torch.Tensor]] = []  # this batch's (consumer, weights)
         self._rows: list[list[torch.Tensor]] = [[] for _ in self.mixers]  # (2 or 3, B) each
-        self._alpha_sum: list[torch.Tensor | None] = [None for _ in self.mixers]
+        self._alpha_sums: list[list[torch.Tensor]] = [[] for _ in self.mixers]  # (n,) per batch
         self._depth_moments: dict[tuple[int, torch.device], torch.Tensor] = {}
-        self._uniform_var = [uniform_variance(range(m.n_sources)) for m in self.mixers]
 
     def begin_batch(self, n_images: int) -> None:
         """Called by the model at the start of each forward pass."""
@@ -591,19 +595,31 @@ class RoutingTrace:
             self._depth_moments[key] = depth_moments(torch.arange(n, dtype=torch.float32, device=device))
         return self._depth_moments[key]
 
-    @torch.no_grad()
     def record(self, index: int, alpha: torch.Tensor) -> None:
-        """Reduce one consumer's weights ``alpha`` (n, B, tokens...) to per-image summaries."""
-        a = alpha.detach().float().flatten(2)  # (n, B, T)
-        h = normalised_entropy(a)  # per token (B, T), computed once for the mean and the class token
-        v = depth_variance(a, self._moments(a.shape[0], a.device))
-        rows = torch.stack([h, v]).mean(-1)
-        rows[1] /= self._uniform_var[index]
-        if self.cls_index is not None:
-            rows = torch.cat([rows, h[None, :, self.cls_index]])
-        self._rows[index].append(rows)
-        sums = a.mean(-1).sum(-1, dtype=torch.float64)
-        self._alpha_sum[index] = sums if self._alpha_sum[index] is None else self._alpha_sum[index] + sums
+        """Keep one consumer's weights ``alpha`` (n, B, tokens...); reduce the batch's at the last."""
+        self._pending.append((index, alpha.detach()))
+        if index == len(self.mixers) - 1:
+            self._reduce()
+
+    @torch.no_grad()
+    def _reduce(self) -> None:
+        """The batch's kept weights to per-image summaries, one stack per shape."""
+        groups: dict[tuple[torch.Size, torch.device], list[tuple[int, torch.Tensor]]] = {}
+        for index, alpha in self._pending:
+            groups.setdefault((alpha.shape, alpha.device), []).append((index, alpha))
+        self._pending = []
+        for members in groups.values():
+            a = torch.stack([alpha for _, alpha in members], dim=1).float().flatten(3)  # (n, c, B, T)
+            n = a.shape[0]
+            h = normalised_entropy(a)  # per token (c, B, T), computed once for the mean and the class token
+            rows = torch.stack([h, depth_variance(a, self._moments(n, a.device))]).mean(-1)  # (2, c, B)
+            rows[1] /= uniform_variance(range(n))
+            if self.cls_index is not None:
+                rows = torch.cat([rows, h[None, :, :, self.cls_index]])
+            sums = a.mean(-1).sum(-1, dtype=torch.float64)  # (n, c)
+            for col, (index, _) in enumerate(members):
+                self._rows[index].append(rows[:, col])
+                self._alpha_sums[index].append(sums[:, col])
 
     def result(self) -> RoutingBatch:
         """The summaries of all images seen so far as a :class:`~arcal.routing.RoutingBatch`."""
@@ -626,8 +642,8 @@ class RoutingTrace:
             H_cls=column(2) if self.cls_index is not None else None,
             n_sources=np.array([m.n_sources for m in self.mixers], dtype=np.int64),
             consumers=[m.name for m in self.mixers],
-            alpha_sum=[np.zeros(m.n_sources) if a is None else a.cpu().numpy()
-                       for m, a in zip(self.mixers, self._alpha_sum)],
+            alpha_sum=[torch.stack(a).sum(0).cpu().numpy() if a else np.zeros(m.n_sources)
+                       for m, a in zip(self.mixers, self._alpha_sums)],
             n_images=B,
         )
 
