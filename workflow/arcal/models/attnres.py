@@ -379,7 +379,7 @@ class _Mix(torch.autograd.Function):
                 gpartial = gp.to(partial.dtype)
                 if ctx.needs_input_grad[3]:
                     d = p.shape[-1]
-                    gquery = (gsr.reshape(1, -1) @ p.reshape(-1, d)).view(d).to(query.dtype)
+                    gquery = torch.mv(p.reshape(-1, d).t(), gsr.reshape(-1)).to(query.dtype)
         return (None, None, gpartial, gquery, None) + (None,) * (len(ctx.needs_input_grad) - 5)
 
 
