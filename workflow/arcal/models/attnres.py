@@ -103,6 +103,18 @@ def partial_score(p: torch.Tensor, query: torch.Tensor, eps: float) -> tuple[tor
         return r, (p.to(r.dtype) @ query.to(r.dtype)) * r
 
 
+def _add_score_grad(gv: torch.Tensor, w: torch.Tensor, gsr: torch.Tensor, scores: torch.Tensor,
+                   r: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """``gv`` (..., d) plus the gradient, with respect to ``w`` (..., d), of its logits
+    ``scores = r * (w @ U^T)`` (..., m) against the queries U (m, d), r = ``inverse_rms(w)``
+    (...), given ``gsr``, the logits' gradient times r (..., m):
+    ``gsr @ U - (gsr . scores) r / d * w``, the second term through the RMS. Shared by the bank's
+    sources (:class:`_Scores`) and, off the C kernels, the partial block sum."""
+    d, m = w.shape[-1], U.shape[0]
+    gv = torch.addmm(gv.reshape(-1, d), gsr.reshape(-1, m), U).view(w.shape)
+    return gv.addcmul_(w, (torch.linalg.vecdot(gsr, scores) * r / -d).unsqueeze(-1))
+
+
 _EMBEDDING_BAG_SUM = 0  # the ``mode`` code of "sum" in aten's embedding_bag ops
 
 
@@ -224,8 +236,7 @@ class SourceBank:
             return None
         p, a, r, s, u = partial
         gsr = a * (torch.linalg.vecdot(p, g) - self.out_dots[j]) * r
-        gp = torch.addcmul(g * a.unsqueeze(-1), gsr.unsqueeze(-1), u)
-        return gp.addcmul_(p, (gsr * s * r / -p.shape[-1]).unsqueeze(-1)), gsr
+        return _add_score_grad(g * a.unsqueeze(-1), p, gsr.unsqueeze(-1), s.unsqueeze(-1), r, u[None]), gsr
 
     def token_bags(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first k rows of a (k, ..., d) block (the sources, or the consumers' gradients) as
@@ -320,9 +331,8 @@ class _Scores(torch.autograd.Function):
             # d score_m / d w = r u_m - score_m r^2 w / d   (r = 1 / sqrt(mean(w^2) + eps)), with
             # r applied to the (tokens, m) score gradient rather than to a (tokens, d) product,
             # added to the source's gradient through the weighted sums
-            gsr, Uw = gs.movedim(0, -1).to(w.dtype) * r.unsqueeze(-1), U.to(w.dtype)
-            gv = torch.addmm(gv.reshape(-1, d), gsr.reshape(-1, m), Uw).view(w.shape)
-            gv.addcmul_(w, (torch.linalg.vecdot(gsr, scores) * r / -d).unsqueeze(-1))
+            gsr = gs.movedim(0, -1).to(w.dtype) * r.unsqueeze(-1)
+            gv = _add_score_grad(gv, w, gsr, scores, r, U.to(w.dtype))
             gU = None
             if ctx.needs_input_grad[1]:
                 gU = (gsr.reshape(-1, m).t() @ w.reshape(-1, d)).to(U.dtype)

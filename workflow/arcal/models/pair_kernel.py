@@ -104,10 +104,8 @@ def consumer_grads(g: torch.Tensor, out: torch.Tensor, out_grad: torch.Tensor, o
     gp = gsr = None
     if p is not None:
         gp, gsr = torch.empty_like(p), torch.empty_like(a)
-    _kernel("consumer_grads", g.dtype)(
-        *(_ptr(t, g) for t in (g, out)),
-        *(ctypes.c_void_p(None) if t is None else _ptr(t, g) for t in (p, a, r, s, u)),
-        _ptr(out_grad, g), _ptr(out_dot, g),
-        *(ctypes.c_void_p(None) if t is None else _ptr(t, g) for t in (gp, gsr)),
+    _kernel("consumer_grads", g.dtype)(  # NULL for the partial sum's arrays when there is none
+        *(ctypes.c_void_p(None) if t is None else _ptr(t, g)
+          for t in (g, out, p, a, r, s, u, out_grad, out_dot, gp, gsr)),
         ctypes.c_int64(g.numel() // d), ctypes.c_int64(d), ctypes.c_int(torch.get_num_threads()))
     return None if p is None else (gp, gsr)
